@@ -1,0 +1,279 @@
+"""Codecs: ASGI messages in, `data` out; return values in, ASGI messages out.
+
+`compile_decoder` looks at a hook's `encoding` and `data` annotation once and
+returns a function from an ASGI `websocket.receive` message to `data`. Typed
+data is validated by the library the type belongs to (msgspec for Structs,
+pydantic for models, msgspec or else pydantic for dataclasses, TypedDicts,
+containers and unions), with the validator built once per hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import inspect
+import json
+import typing
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tether.di.conversion import unwrap_annotated
+
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - the msgspec extra is optional
+    msgspec = None  # type: ignore[assignment]
+
+Message = dict[str, Any]
+Decoder = Callable[[Message], Any]
+
+ENCODINGS = ("text", "bytes", "json", None)
+
+# Close codes a decoder reports.
+UNSUPPORTED_DATA = 1003
+INVALID_PAYLOAD = 1007
+
+
+class DecodeError(Exception):
+    """A received message that cannot become `data`.
+
+    `code` is the close code the default `on_decode_error` closes with:
+    1003 for a frame of the wrong kind (or an event with no handler), 1007
+    for malformed JSON or data that fails validation. The underlying error,
+    if any, is the exception's `__cause__`.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+# -- JSON, the fastest available way ------------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # pydantic
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if msgspec is not None and isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
+
+
+def _enc_hook(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
+
+
+if msgspec is not None:
+    _loads = msgspec.json.decode
+    _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+    def dumps(value: Any) -> str:
+        """Encode a value as compact JSON text with unescaped UTF-8."""
+        return _encoder.encode(value).decode()
+
+else:  # pragma: no cover
+    _loads = json.loads
+    _stdlib_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default)
+    dumps = _stdlib_encoder.encode
+
+
+def loads(raw: str | bytes) -> Any:
+    """Parse JSON text or UTF-8 bytes; raises `ValueError` when malformed."""
+    return _loads(raw)
+
+
+# -- replies ----------------------------------------------------------------------
+
+
+def encode_reply(value: Any) -> Message:
+    """The ASGI message for a hook's return value.
+
+    `str` goes out as a text frame, `bytes` as a binary frame, anything else
+    (dicts, lists, dataclasses, pydantic models, msgspec Structs) as JSON text.
+    """
+    if type(value) is str:
+        return {"type": "websocket.send", "text": value}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"type": "websocket.send", "bytes": bytes(value)}
+    return {"type": "websocket.send", "text": dumps(value)}
+
+
+# -- decoding ---------------------------------------------------------------------
+
+_RAW = (inspect.Parameter.empty, Any, object)
+
+
+def compile_decoder(encoding: str | None, annotation: Any) -> Decoder:
+    """Build the function that turns a received message into `data`.
+
+    Raises `TypeError` when `annotation` is a type no installed library can
+    validate.
+    """
+    base = (
+        unwrap_annotated(annotation)[0] if annotation is not inspect.Parameter.empty else annotation
+    )
+    if encoding == "text" or (encoding is None and base is str):
+        frame = _text_frame
+    elif encoding == "bytes" or (encoding is None and base is bytes):
+        frame = _bytes_frame
+    else:
+        frame = _any_frame
+    if base in _RAW or base is str or base is bytes:
+        if encoding == "json":
+            return _parsing(frame, loads)
+        return frame
+    return _parsing(frame, compile_validator(annotation))
+
+
+def compile_validator(annotation: Any) -> Callable[[str | bytes], Any]:
+    """Parse JSON straight into `annotation`, validating it."""
+    base = unwrap_annotated(annotation)[0]
+    if base in (dict, list):
+        return _checking(loads, base)
+    backend = _backend_for(annotation)
+    if backend == "msgspec":
+        return msgspec.json.Decoder(annotation).decode
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(annotation).validate_json
+
+
+def compile_converter(annotation: Any) -> Callable[[Any], Any]:
+    """Validate an already-parsed JSON value into `annotation` (for `@on` handlers)."""
+    if annotation is inspect.Parameter.empty:
+        return _identity
+    base = unwrap_annotated(annotation)[0]
+    if base in _RAW:
+        return _identity
+    if base in (dict, list, str, int, float, bool):
+        return _checking(_identity, base)
+    if _backend_for(annotation) == "msgspec":
+        return lambda value: msgspec.convert(value, annotation)
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(annotation).validate_python
+
+
+def _backend_for(annotation: Any) -> str:
+    if _mentions(annotation, _is_pydantic):
+        return "pydantic"
+    if msgspec is not None:
+        try:
+            msgspec.json.Decoder(annotation)
+            return "msgspec"
+        except TypeError:
+            pass  # e.g. a union of dataclasses: pydantic can discriminate it
+    try:
+        from pydantic import TypeAdapter
+
+        TypeAdapter(annotation)
+    except ImportError:
+        raise TypeError(
+            f"validating {annotation!r} needs msgspec or pydantic: "
+            "pip install 'tether[msgspec]' or 'tether[pydantic]'"
+        ) from None
+    except Exception as exc:
+        raise TypeError(f"cannot validate messages into {annotation!r}: {exc}") from exc
+    return "pydantic"
+
+
+def _is_pydantic(tp: Any) -> bool:
+    module = type(tp).__module__ if not isinstance(tp, type) else tp.__module__
+    if module.startswith("pydantic"):
+        return True
+    return isinstance(tp, type) and any(c.__module__.startswith("pydantic") for c in tp.__mro__[1:])
+
+
+def _mentions(annotation: Any, predicate: Callable[[Any], bool], depth: int = 0) -> bool:
+    if depth > 8:
+        return False
+    if predicate(annotation):
+        return True
+    return any(_mentions(arg, predicate, depth + 1) for arg in _parts(annotation))
+
+
+def _parts(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return tuple(getattr(annotation, "__metadata__", ())) + (annotation.__origin__,)
+    return typing.get_args(annotation)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _checking(parse: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:
+    def check(raw: Any) -> Any:
+        value = parse(raw)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"expected a JSON {_JSON_NAMES.get(kind, kind.__name__)}")
+        return value
+
+    return check
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
+
+
+def _text_frame(message: Message) -> Any:
+    text = message.get("text")
+    if text is None:
+        raise DecodeError(UNSUPPORTED_DATA, "expected a text frame")
+    return text
+
+
+def _bytes_frame(message: Message) -> Any:
+    data = message.get("bytes")
+    if data is None:
+        raise DecodeError(UNSUPPORTED_DATA, "expected a binary frame")
+    return data
+
+
+def _any_frame(message: Message) -> Any:
+    text = message.get("text")
+    return message.get("bytes") if text is None else text
+
+
+def _parsing(frame: Decoder, parse: Callable[[Any], Any]) -> Decoder:
+    def decode(message: Message) -> Any:
+        raw = frame(message)
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise DecodeError(INVALID_PAYLOAD, describe(exc)) from exc
+
+    return decode
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a decode or validation failure."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):  # pydantic: name the first failing field
+        try:
+            first = errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ())) or "message"
+            return f"invalid message: {where}: {first.get('msg', exc)}"
+        except Exception:
+            pass
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) or text.startswith(
+        ("JSON is malformed", "Input data was truncated", "Invalid")
+    ):
+        return f"malformed JSON: {text}"
+    return f"invalid message: {text}"

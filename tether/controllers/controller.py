@@ -1,0 +1,325 @@
+"""`WebSocketController`: one instance per connection, itself an ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from functools import partial
+from typing import Any, ClassVar
+
+import anyio
+from starlette.types import Message, Receive, Scope, Send
+
+from tether.controllers.codecs import UNSUPPORTED_DATA, DecodeError, encode_reply, loads
+from tether.controllers.codecs import describe as describe_error
+from tether.controllers.errors import (
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    WebSocketDisconnect,
+    WebSocketException,
+    close_quietly,
+    refuse_with_status,
+    unwrap,
+)
+from tether.controllers.lifespan import serve_lifespan
+from tether.controllers.plan import ControllerPlan, HookPlan, compile_controller
+from tether.controllers.websocket import WebSocket, WebSocketState
+from tether.di.compiler import ParameterError
+from tether.di.resolver import Context, ScopeState, solve
+
+logger = logging.getLogger("tether")
+
+CONNECTING = WebSocketState.CONNECTING
+CONNECTED = WebSocketState.CONNECTED
+DISCONNECTED = WebSocketState.DISCONNECTED
+NO_STATUS = 1005
+ABNORMAL = 1006
+# How long to wait for the server's disconnect message once the client is gone.
+DRAIN_SECONDS = 1.0
+
+
+class WebSocketController:
+    """Subclass me: one instance serves one WebSocket connection.
+
+    Write any of `on_connect`, `on_receive` and `on_disconnect` (async or
+    plain `def`); each receives what its signature asks for. The class is an
+    ASGI app: mount it in Starlette, FastAPI, Lilya or serve it directly.
+
+    Class attributes:
+        encoding: `"text"`, `"bytes"`, `"json"` or `None` (data as received).
+        event_key: the key `@on` routing reads from JSON messages (`"type"`).
+        websocket_class: the `WebSocket` class to build (a subclass of tether's).
+        sends: message types the server sends besides return values (for AsyncAPI).
+    """
+
+    encoding: ClassVar[str | None] = None
+    event_key: ClassVar[str] = "type"
+    websocket_class: ClassVar[type[WebSocket]] = WebSocket
+    sends: ClassVar[Sequence[Any]] = ()
+
+    _plan: ClassVar[ControllerPlan]
+
+    websocket: WebSocket
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._error: BaseException | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plan = compile_controller(cls, WebSocketController)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.dispatch().__await__()
+
+    # -- hooks a subclass may write ------------------------------------------------
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        """Called before the receive loop; returning without accepting accepts."""
+
+    async def on_receive(self, data: Any) -> Any:
+        """Called for every message; a non-None return value is sent back."""
+
+    async def on_disconnect(self, close_code: int) -> None:
+        """Called once for every accepted connection, with the close code."""
+
+    # -- hooks a subclass may override ---------------------------------------------
+
+    async def on_decode_error(self, websocket: WebSocket, exc: DecodeError) -> None:
+        """A message could not become `data`: by default close with `exc.code`.
+
+        Override to answer differently; if the connection stays open, the
+        receive loop goes on with the next message.
+        """
+        await close_quietly(websocket, exc.code, exc.reason)
+
+    async def on_error(self, websocket: WebSocket, exc: Exception) -> None:
+        """A hook raised: by default log it (logger `tether`) and close with 1011.
+
+        Before accept the handshake is refused instead (HTTP 500 where the
+        server supports denial responses, else 403).
+        """
+        logger.error("%s: unhandled %s", type(self).__name__, type(exc).__name__, exc_info=exc)
+        if websocket.application_state is CONNECTING:
+            if await refuse_with_status(websocket, 500, b"Internal Server Error"):
+                return
+        await close_quietly(websocket, INTERNAL_ERROR, "Internal error")
+
+    # -- the lifecycle ---------------------------------------------------------------
+
+    async def dispatch(self) -> None:
+        """Serve the connection: connect, receive until closed, tear down."""
+        kind = self.scope["type"]
+        if kind == "lifespan":
+            return await serve_lifespan(self._receive, self._send)
+        if kind != "websocket":
+            return await _upgrade_required(self._send)
+        websocket = self.websocket = self.websocket_class(self.scope, self._receive, self._send)
+        ctx = Context(websocket, ScopeState())
+        code: int | None = None
+        try:
+            code = await self._session(ctx)
+        except BaseException as exc:  # cancellation: clean up, then let it go on
+            self._error = exc
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                if websocket.accepted:
+                    if code is None:
+                        code = websocket.close_code or await self._client_close_code(0.1)
+                    await self._disconnected(ctx, code)
+                await ctx.connection.aclose(self._error)
+
+    async def _session(self, ctx: Context) -> int | None:
+        """Run the connection; return the code for on_disconnect (None if never accepted)."""
+        websocket = ctx.websocket
+        try:
+            await self._bind(ctx)
+            if self._on_connect is not None:
+                await self._call(self._plan.connect, self._on_connect, ctx)
+            if websocket.application_state is CONNECTING:
+                await websocket.accept()
+            if websocket.application_state is not CONNECTED:
+                return websocket.close_code if websocket.accepted else None
+            return await self._receive_loop(ctx)
+        except Exception as exc:
+            return await self._failed(unwrap(exc), ctx)
+
+    async def _bind(self, ctx: Context) -> None:
+        """Resolve every hook's per-connection parameters, before on_connect."""
+        plan = self._plan
+        self._on_connect = await self._bound(plan.connect, ctx)
+        self._on_receive = await self._bound(plan.receive, ctx)
+        self._on_disconnect = await self._bound(plan.disconnect, ctx)
+        self._routes = {
+            event: (hook, await self._bound(hook, ctx)) for event, hook in plan.routes.items()
+        }
+
+    async def _bound(self, hook: HookPlan | None, ctx: Context) -> Callable[..., Any] | None:
+        if hook is None:
+            return None
+        method = hook.func.__get__(self)
+        if not hook.static:
+            return method
+        return partial(method, **await solve(hook.static, ctx))
+
+    async def _receive_loop(self, ctx: Context) -> int:
+        websocket = ctx.websocket
+        receive = self._receive
+        handle = self._routed if self._routes else self._single
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                await handle(message, ctx)
+                if websocket.application_state is not CONNECTED:
+                    return websocket.close_code or NO_STATUS
+            elif message["type"] == "websocket.disconnect":
+                websocket.client_state = DISCONNECTED
+                ctx.close_reason = message.get("reason") or ""
+                return message.get("code", NO_STATUS)
+
+    async def _single(self, message: Message, ctx: Context) -> None:
+        hook, bound = self._plan.receive, self._on_receive
+        if hook is None:
+            return
+        try:
+            data = hook.decode(message)
+        except DecodeError as exc:
+            return await self.on_decode_error(self.websocket, exc)
+        if hook.per_call is None and hook.is_async and hook.data_first:
+            result = await bound(data)
+        else:
+            result = await self._call(hook, bound, ctx, data)
+        if result is not None:
+            await self._reply(result)
+
+    async def _routed(self, message: Message, ctx: Context) -> None:
+        try:
+            hook, bound, data = self._route(message)
+        except DecodeError as exc:
+            return await self.on_decode_error(self.websocket, exc)
+        result = await self._call(hook, bound, ctx, data)
+        if result is not None:
+            await self._reply(result)
+
+    def _route(self, message: Message) -> tuple[HookPlan, Callable[..., Any], Any]:
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes")
+        try:
+            parsed = loads(raw)
+        except ValueError as exc:
+            raise DecodeError(1007, describe_error(exc)) from exc
+        event = parsed.get(self.event_key) if type(parsed) is dict else None
+        route = self._routes.get(event)  # type: ignore[arg-type]
+        if route is None:
+            if self._plan.receive is None:
+                raise DecodeError(UNSUPPORTED_DATA, f"unknown event {event!r}")
+            route = (self._plan.receive, self._on_receive)
+        hook, bound = route
+        try:
+            return hook, bound, hook.convert(parsed)
+        except ValueError as exc:
+            raise DecodeError(1007, describe_error(exc)) from exc
+
+    async def _call(
+        self, hook: HookPlan, bound: Callable[..., Any], ctx: Context, data: Any = None
+    ) -> Any:
+        """Call a hook, resolving what varies per call (message scope)."""
+        if hook.per_call is None:
+            if hook.data_name is None:
+                result = bound()
+            elif hook.data_first:
+                result = bound(data)
+            else:
+                result = bound(data=data)
+            return await result if hook.is_async else result
+        ctx.data = data
+        state = ctx.message = ScopeState()
+        try:
+            result = bound(**await solve(hook.per_call, ctx))
+            if hook.is_async:
+                result = await result
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await state.aclose(exc)
+            raise
+        with anyio.CancelScope(shield=True):
+            await state.aclose()
+        return result
+
+    async def _reply(self, value: Any) -> None:
+        websocket = self.websocket
+        if websocket.application_state is CONNECTED:
+            await websocket.send(encode_reply(value))
+
+    # -- endings ---------------------------------------------------------------------
+
+    async def _failed(self, exc: BaseException, ctx: Context) -> int | None:
+        """Decide the close for an exception from a hook; return on_disconnect's code."""
+        websocket = ctx.websocket
+        if isinstance(exc, WebSocketDisconnect):  # the client is gone
+            if websocket.client_state is DISCONNECTED:
+                code = exc.code
+            else:
+                code = await self._client_close_code(DRAIN_SECONDS)
+            return code if websocket.accepted else None
+        if isinstance(exc, WebSocketException):
+            await close_quietly(websocket, exc.code, exc.reason)
+            return exc.code if websocket.accepted else None
+        if isinstance(exc, ParameterError):
+            logger.warning("%s refused a connection: %s", type(self).__name__, exc)
+            await close_quietly(websocket, POLICY_VIOLATION, str(exc))
+            return websocket.close_code if websocket.accepted else None
+        self._error = exc
+        try:
+            await self.on_error(websocket, exc)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("%s.on_error raised", type(self).__name__)
+        await close_quietly(websocket, INTERNAL_ERROR, "Internal error")
+        if not websocket.accepted:
+            return None
+        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
+
+    async def _client_close_code(self, within: float) -> int:
+        """The close code the server reports once the client has gone."""
+        websocket = self.websocket
+        if websocket.client_state is not DISCONNECTED:
+            with anyio.move_on_after(within):
+                for _ in range(256):  # skip frames still queued behind the close
+                    message = await self._receive()
+                    if message["type"] == "websocket.disconnect":
+                        websocket.client_state = DISCONNECTED
+                        return message.get("code", NO_STATUS)
+        return ABNORMAL
+
+    async def _disconnected(self, ctx: Context, code: int) -> None:
+        hook = self._plan.disconnect
+        bound = getattr(self, "_on_disconnect", None)
+        if hook is None or bound is None:
+            return
+        ctx.close_code = code
+        if ctx.close_reason is None:
+            ctx.close_reason = self.websocket.close_reason or ""
+        try:
+            await self._call(hook, bound, ctx)
+        except Exception:
+            logger.exception("%s.on_disconnect raised", type(self).__name__)
+
+
+async def _upgrade_required(send: Callable[[Message], Awaitable[None]]) -> None:
+    body = b"This endpoint only accepts WebSocket connections."
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 426,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"upgrade", b"websocket"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,60 @@
+"""Exceptions a hook may raise, and the one place that closes for them."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from starlette.exceptions import WebSocketException
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from tether.controllers.websocket import WebSocket
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ["WebSocketDisconnect", "WebSocketException", "close_quietly", "unwrap"]
+
+# Close codes tether sends on its own account.
+INTERNAL_ERROR = 1011
+POLICY_VIOLATION = 1008
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The exception that matters inside an `ExceptionGroup`.
+
+    A `WebSocketException` raised in a task group arrives wrapped; without
+    unwrapping, its close code would be lost and become 1011.
+    """
+    while isinstance(exc, BaseExceptionGroup):
+        inner = exc.exceptions
+        chosen = next(
+            (e for e in inner if isinstance(e, (WebSocketException, WebSocketDisconnect))),
+            inner[0],
+        )
+        exc = chosen
+    return exc
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str | None = None) -> None:
+    """Close (or, before accept, refuse) unless the connection is already gone."""
+    if websocket.application_state in (WebSocketState.CONNECTING, WebSocketState.CONNECTED):
+        try:
+            await websocket.close(code, reason)
+        except (WebSocketDisconnect, OSError):
+            pass  # the client left first; nothing to tell it
+
+
+async def refuse_with_status(websocket: WebSocket, status: int, body: Any = b"") -> bool:
+    """Refuse the handshake with an HTTP response, where the server can send one.
+
+    Returns False when the server lacks the `websocket.http.response`
+    extension (the caller then closes before accept: the server answers 403).
+    """
+    if "websocket.http.response" not in websocket.scope.get("extensions", {}):
+        return False
+    from starlette.responses import Response
+
+    content = body if isinstance(body, (bytes, str)) else str(body)
+    await websocket.send_denial_response(Response(content, status_code=status))
+    return True

@@ -1,0 +1,136 @@
+"""What a controller class decides once, when it is defined.
+
+`compile_controller` reads the hooks and `@on` handlers of a class and builds
+a `ControllerPlan`: for each hook, which parameters are resolved when a client
+connects, which per call, and how a message becomes its `data`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from tether.controllers.codecs import ENCODINGS, compile_converter, compile_decoder
+from tether.controllers.routing import events_of
+from tether.di.compiler import (
+    CONNECTION_NAMES,
+    MESSAGE,
+    CallPlan,
+    ConfigurationError,
+    Param,
+    compile_hook,
+    type_hints,
+)
+
+CONNECT_NAMES = CONNECTION_NAMES
+RECEIVE_NAMES = CONNECTION_NAMES | {"data"}
+DISCONNECT_NAMES = CONNECTION_NAMES | {"close_code", "close_reason"}
+
+
+class HookPlan:
+    """One hook, compiled.
+
+    `static` parameters are resolved once per connection and bound; `per_call`
+    ones (message-scoped dependencies, `close_code`, ...) on every call. When
+    nothing but `data` varies per call, `per_call` is None and the hook is
+    called directly with the decoded data.
+    """
+
+    __slots__ = (
+        "convert",
+        "data_first",
+        "data_name",
+        "decode",
+        "func",
+        "is_async",
+        "name",
+        "per_call",
+        "returns",
+        "static",
+    )
+
+    def __init__(self, func: Callable[..., Any], name: str, plan: CallPlan) -> None:
+        self.func = func
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(func)
+        params = plan.params
+        self.static: tuple[Param, ...] = tuple(p for p in params if p.level < MESSAGE)
+        varying = tuple(p for p in params if p.level == MESSAGE)
+        self.data_name = "data" if any(p.name == "data" for p in varying) else None
+        self.data_first = bool(params) and params[0].name == "data"
+        only_data = all(p.name == "data" and p.dependency is None for p in varying)
+        self.per_call: tuple[Param, ...] | None = None if only_data else varying
+        self.decode: Callable[[dict[str, Any]], Any] | None = None
+        self.convert: Callable[[Any], Any] | None = None
+        self.returns: Any = inspect.signature(func).return_annotation
+
+
+class ControllerPlan:
+    """Every hook of a controller class, compiled."""
+
+    __slots__ = ("connect", "disconnect", "receive", "routes")
+
+    def __init__(
+        self,
+        connect: HookPlan | None,
+        receive: HookPlan | None,
+        disconnect: HookPlan | None,
+        routes: dict[str, HookPlan],
+    ) -> None:
+        self.connect = connect
+        self.receive = receive
+        self.disconnect = disconnect
+        self.routes = routes
+
+
+def compile_controller(cls: type, base: type) -> ControllerPlan:
+    """Compile the hooks of controller class `cls` (hooks inherited from `base` are absent)."""
+    owner = cls.__name__
+    encoding = cls.encoding
+    if encoding not in ENCODINGS:
+        raise ConfigurationError(f"{owner}.encoding must be one of {ENCODINGS}, got {encoding!r}")
+
+    def hook(name: str, allowed: frozenset[str]) -> HookPlan | None:
+        func = getattr(cls, name, None)
+        if func is None or func is getattr(base, name, None):
+            return None
+        where = f"{owner}.{name}"
+        return HookPlan(func, where, compile_hook(func, where, allowed=allowed))
+
+    routes: dict[str, HookPlan] = {}
+    for attr in dir(cls):
+        func = getattr(cls, attr, None)
+        for event in events_of(func):
+            where = f"{owner}.{attr}"
+            plan = HookPlan(func, where, compile_hook(func, where, allowed=RECEIVE_NAMES))
+            if event in routes and routes[event].func is not func:
+                raise ConfigurationError(
+                    f"{owner}: event {event!r} is routed to both {routes[event].name} and {where}."
+                )
+            routes[event] = plan
+
+    receive = hook("on_receive", RECEIVE_NAMES)
+    for plan in (*routes.values(), *([receive] if receive else [])):
+        _compile_data(plan, encoding, routed=bool(routes))
+    return ControllerPlan(
+        hook("on_connect", CONNECT_NAMES), receive, hook("on_disconnect", DISCONNECT_NAMES), routes
+    )
+
+
+def _compile_data(plan: HookPlan, encoding: str | None, *, routed: bool) -> None:
+    annotation = _data_annotation(plan)
+    try:
+        if routed:
+            plan.convert = compile_converter(annotation)
+        else:
+            plan.decode = compile_decoder(encoding, annotation)
+    except TypeError as exc:
+        raise ConfigurationError(f"{plan.name}, parameter 'data': {exc}") from exc
+
+
+def _data_annotation(plan: HookPlan) -> Any:
+    if plan.data_name is None:
+        return inspect.Parameter.empty
+    hints = type_hints(plan.func)
+    return hints.get("data", inspect.signature(plan.func).parameters["data"].annotation)

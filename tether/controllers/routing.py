@@ -1,0 +1,34 @@
+"""`@on("event")`: route a JSON message to a method by its event key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EVENTS_ATTRIBUTE = "__tether_events__"
+
+
+def on(event: str) -> Callable[[F], F]:
+    """Route JSON messages whose event key (`event_key`, default `"type"`) is `event`.
+
+    The decorated method takes the same parameters as `on_receive`; its `data`
+    is the whole message, validated into `data`'s annotation when it has one.
+    Messages whose event has no handler go to `on_receive`. Stack the
+    decorator to route several events to one method.
+    """
+    if not isinstance(event, str) or not event:
+        raise TypeError(f"@on needs a non-empty event name, got {event!r}")
+
+    def mark(func: F) -> F:
+        events = getattr(func, EVENTS_ATTRIBUTE, ())
+        setattr(func, EVENTS_ATTRIBUTE, (*events, event))
+        return func
+
+    return mark
+
+
+def events_of(func: Any) -> tuple[str, ...]:
+    """The events a method was decorated for with `@on`."""
+    return getattr(func, EVENTS_ATTRIBUTE, ())

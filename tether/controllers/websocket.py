@@ -1,0 +1,62 @@
+"""tether's `WebSocket`: Starlette's, remembering how the connection was closed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.websockets import WebSocket as StarletteWebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+__all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState", "truncate_reason"]
+
+MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+
+
+def truncate_reason(reason: str | None) -> str | None:
+    """Cut a close reason to the protocol's 123-byte limit, on a character boundary."""
+    if reason is None:
+        return None
+    encoded = reason.encode()
+    if len(encoded) <= MAX_REASON_BYTES:
+        return reason
+    return encoded[:MAX_REASON_BYTES].decode("utf-8", "ignore")
+
+
+class WebSocket(StarletteWebSocket):
+    """Starlette's `WebSocket`, plus what tether needs to report a close.
+
+    The same state machine and methods (`accept`, `receive_*`, `send_*`,
+    `iter_*`, `close`, `url_for`, `client_state`, `application_state`);
+    additionally:
+
+    - `accepted`: whether the handshake was accepted;
+    - `subprotocol`: the subprotocol accepted, if any;
+    - `close_code` / `close_reason`: what the application closed with, once
+      it has (reasons longer than 123 bytes are cut to fit the protocol).
+    """
+
+    accepted = False
+    subprotocol: str | None = None
+    close_code: int | None = None
+    close_reason: str | None = None
+
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Accept the handshake, optionally choosing a subprotocol."""
+        await super().accept(subprotocol, headers)
+        self.accepted = True
+        self.subprotocol = subprotocol
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close with `code`; before accept, the server refuses the handshake (403)."""
+        reason = truncate_reason(reason)
+        self.close_code, self.close_reason = code, reason
+        await super().close(code, reason)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the application may still send on this connection."""
+        return self.application_state is WebSocketState.CONNECTED

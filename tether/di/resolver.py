@@ -1,0 +1,170 @@
+"""The scoped resolver: turns compiled plans into values, and tears them down.
+
+One `ScopeState` exists per scope instance (the process, a connection, a
+hook call). It caches resolved dependencies and remembers the generators to
+step once more at teardown, in reverse order of setup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tether.di.compiler import (
+    APP,
+    ASYNC_GENERATOR,
+    COROUTINE,
+    FUNCTION,
+    GENERATOR,
+    MESSAGE,
+    CallPlan,
+    ConfigurationError,
+    Dependency,
+    Param,
+    compile_dependency,
+)
+
+logger = logging.getLogger("tether")
+
+_MISS = object()
+
+
+class ScopeState:
+    """The values resolved in one scope instance, and their teardowns."""
+
+    __slots__ = ("cache", "exits")
+
+    def __init__(self) -> None:
+        self.cache: dict[Any, Any] = {}
+        self.exits: list[Any] = []
+
+    async def aclose(self, exc: BaseException | None = None) -> None:
+        """Run every teardown, newest first.
+
+        When the scope ended with an exception it is thrown into generator
+        dependencies at their `yield`, so their `except` blocks run. A
+        teardown that fails is logged and the others still run.
+        """
+        exits, self.exits = self.exits, []
+        self.cache.clear()
+        while exits:
+            await _step_out(exits.pop(), exc)
+
+
+async def _step_out(gen: Any, exc: BaseException | None) -> None:
+    is_async = isinstance(gen, AsyncGenerator)
+    try:
+        if is_async:
+            await (gen.__anext__() if exc is None else gen.athrow(exc))
+        elif exc is None:
+            next(gen)
+        else:
+            gen.throw(exc)
+    except (StopIteration, StopAsyncIteration):
+        return
+    except Exception as raised:
+        if raised is not exc:
+            logger.exception("teardown of dependency %s raised", _gen_name(gen))
+        return
+    logger.error("dependency %s yielded more than once; closing it", _gen_name(gen))
+    await gen.aclose() if is_async else gen.close()
+
+
+def _gen_name(gen: Any) -> str:
+    return getattr(gen, "__qualname__", None) or repr(gen)
+
+
+# The process-wide scope of `scope="app"` dependencies.
+app_scope = ScopeState()
+
+
+class Context:
+    """What a resolution can draw on: the connection and the open scopes."""
+
+    __slots__ = ("close_code", "close_reason", "connection", "data", "message", "websocket")
+
+    def __init__(self, websocket: Any, connection: ScopeState | None) -> None:
+        self.websocket = websocket
+        self.connection = connection
+        self.message: ScopeState | None = None
+        self.data: Any = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+
+_APP_CONTEXT = Context(None, None)
+
+_overrides: dict[Any, CallPlan] = {}
+
+
+@contextmanager
+def override(dependency: Callable[..., Any], replacement: Callable[..., Any]) -> Iterator[None]:
+    """Swap `dependency` for `replacement` inside a `with` block (for tests).
+
+    The replacement's signature is compiled on entry, so its mistakes raise
+    here. Cached values of the original are not reused while it is active.
+    """
+    plan = compile_dependency(replacement)
+    previous = _overrides.get(dependency, _MISS)
+    _overrides[dependency] = plan
+    try:
+        yield
+    finally:
+        if previous is _MISS:
+            del _overrides[dependency]
+        else:
+            _overrides[dependency] = previous
+
+
+async def solve(params: tuple[Param, ...], ctx: Context) -> dict[str, Any]:
+    """Resolve every parameter of a plan into keyword arguments."""
+    values = {}
+    for param in params:
+        dep = param.dependency
+        values[param.name] = param.get(ctx) if dep is None else await solve_dependency(dep, ctx)
+    return values
+
+
+async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
+    """Resolve one `Provide`, from its scope's cache when it may."""
+    plan = dep.plan
+    if _overrides:
+        plan = _overrides.get(plan.call, plan)
+    if dep.level == APP:
+        state, ctx = app_scope, _APP_CONTEXT
+    elif dep.level == MESSAGE:
+        state = ctx.message
+    else:
+        state = ctx.connection
+    if state is None:
+        raise ConfigurationError(f"{plan.name}: no open scope to resolve it in")
+    key = plan.call
+    if dep.use_cache:
+        value = state.cache.get(key, _MISS)
+        if value is not _MISS:
+            return value
+    kwargs = await solve(plan.params, ctx) if plan.params else {}
+    value = await invoke(plan, kwargs, state)
+    if dep.use_cache:
+        # Two connections may race to create an app-scoped value: keep the first.
+        value = state.cache.setdefault(key, value)
+    return value
+
+
+async def invoke(plan: CallPlan, kwargs: dict[str, Any], state: ScopeState) -> Any:
+    """Call a dependency; a generator's teardown is registered on `state`."""
+    kind = plan.kind
+    if kind == FUNCTION:
+        return plan.call(**kwargs)
+    if kind == COROUTINE:
+        return await plan.call(**kwargs)
+    gen = plan.call(**kwargs)
+    try:
+        value = await gen.__anext__() if kind == ASYNC_GENERATOR else next(gen)
+    except (StopIteration, StopAsyncIteration):
+        raise RuntimeError(f"dependency {plan.name} did not yield a value") from None
+    assert kind in (GENERATOR, ASYNC_GENERATOR)
+    state.exits.append(gen)
+    return value

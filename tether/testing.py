@@ -1,0 +1,1 @@
+"""Async in-process test client and pytest plugin for tether (being written)."""
