@@ -210,7 +210,7 @@ def _mentions(annotation: Any, predicate: Callable[[Any], bool], depth: int = 0)
 
 def _parts(annotation: Any) -> tuple[Any, ...]:
     if typing.get_origin(annotation) is typing.Annotated:
-        return tuple(getattr(annotation, "__metadata__", ())) + (annotation.__origin__,)
+        return (*getattr(annotation, "__metadata__", ()), annotation.__origin__)
     return typing.get_args(annotation)
 
 

@@ -102,9 +102,10 @@ class WebSocketController:
         server supports denial responses, else 403).
         """
         logger.error("%s: unhandled %s", type(self).__name__, type(exc).__name__, exc_info=exc)
-        if websocket.application_state is CONNECTING:
-            if await refuse_with_status(websocket, 500, b"Internal Server Error"):
-                return
+        if websocket.application_state is CONNECTING and await refuse_with_status(
+            websocket, 500, b"Internal Server Error"
+        ):
+            return
         await close_quietly(websocket, INTERNAL_ERROR, "Internal error")
 
     # -- the lifecycle ---------------------------------------------------------------

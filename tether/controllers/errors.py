@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -39,10 +40,9 @@ def unwrap(exc: BaseException) -> BaseException:
 async def close_quietly(websocket: WebSocket, code: int, reason: str | None = None) -> None:
     """Close (or, before accept, refuse) unless the connection is already gone."""
     if websocket.application_state in (WebSocketState.CONNECTING, WebSocketState.CONNECTED):
-        try:
+        # If the client left first there is nobody to tell.
+        with contextlib.suppress(WebSocketDisconnect, OSError):
             await websocket.close(code, reason)
-        except (WebSocketDisconnect, OSError):
-            pass  # the client left first; nothing to tell it
 
 
 async def refuse_with_status(websocket: WebSocket, status: int, body: Any = b"") -> bool:

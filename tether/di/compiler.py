@@ -39,6 +39,8 @@ RESERVED: dict[str, int] = {
     "close_reason": MESSAGE,
 }
 CONNECTION_NAMES = frozenset(n for n, level in RESERVED.items() if level == CONNECTION)
+# What a dependency may ask for: everything but on_disconnect's own values.
+DEPENDENCY_NAMES = frozenset(RESERVED) - {"close_code", "close_reason"}
 
 _FOREIGN_MARKER_MODULES = frozenset({"fastapi", "litestar", "lilya", "esmerald", "ravyn"})
 
@@ -192,9 +194,8 @@ def _compile_param(
     if isinstance(base, type) and issubclass(base, StarletteWebSocket):
         return Param(name, CONNECTION, _RESERVED_GETTERS["websocket"])
     if isinstance(marker, Provide):
-        return Param(
-            name, LEVELS[marker.scope], dependency=_compile_provide(marker, at, allowed, stack)
-        )
+        dependency = _compile_provide(marker, at, stack)
+        return Param(name, LEVELS[marker.scope], dependency=dependency)
     if marker is not None:
         return Param(name, CONNECTION, _request_getter(marker, name, base, default, at))
     return _path_or_default(name, base, default, at)
@@ -218,17 +219,14 @@ def _marker_of(default: Any, meta: tuple[Any, ...], at: str) -> tuple[Marker | N
     return (markers[0] if markers else None), default
 
 
-def _compile_provide(
-    marker: Provide, at: str, allowed: frozenset[str], stack: tuple[Any, ...]
-) -> Dependency:
+def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Dependency:
     call = marker.dependency
     if call in stack:
         cycle = " -> ".join(_name_of(c) for c in (*stack[stack.index(call) :], call))
         raise ConfigurationError(f"{at}: dependency cycle {cycle}.")
     plan = _plans.get(call)
     if plan is None:
-        dep_allowed = frozenset(RESERVED) - {"close_code", "close_reason"}
-        plan = _compile(call, _name_of(call), allowed=dep_allowed, stack=stack)
+        plan = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
         _plans[call] = plan
     level = LEVELS[marker.scope]
     if plan.level > level:
