@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
 import anyio
+from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from tether.controllers.codecs import UNSUPPORTED_DATA, DecodeError, encode_reply, loads
@@ -21,8 +23,11 @@ from tether.controllers.errors import (
     refuse_with_status,
     unwrap,
 )
+from tether.controllers.guards import negotiate_subprotocol
 from tether.controllers.lifespan import serve_lifespan
+from tether.controllers.limits import MESSAGE_TOO_BIG, RateLimit, TokenBucket, message_size
 from tether.controllers.plan import ControllerPlan, HookPlan, compile_controller
+from tether.controllers.shutdown import GOING_AWAY, sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.compiler import ParameterError
 from tether.di.resolver import Context, ScopeState, solve
@@ -45,17 +50,37 @@ class WebSocketController:
     plain `def`); each receives what its signature asks for. The class is an
     ASGI app: mount it in Starlette, FastAPI, Lilya or serve it directly.
 
-    Class attributes:
+    Class attributes (all inherited by subclasses):
         encoding: `"text"`, `"bytes"`, `"json"` or `None` (data as received).
         event_key: the key `@on` routing reads from JSON messages (`"type"`).
         websocket_class: the `WebSocket` class to build (a subclass of tether's).
         sends: message types the server sends besides return values (for AsyncAPI).
+        allowed_origins: origins a browser may connect from (exact,
+            `https://*.example.org` or `"*"`); None (the default) checks nothing.
+            A refused origin gets HTTP 403.
+        require_origin: refuse requests without an Origin header too.
+        permissions: callables (DI-enabled, sync or async) run before
+            `on_connect`; a falsy result refuses the handshake (403), an
+            `HTTPException` refuses with its status where the server can send one.
+        subprotocols: supported subprotocols, most preferred first.
+        max_message_size: bytes; a larger message closes with 1009.
+        rate_limit: a `RateLimit`; over it closes with 1008 (or drops).
+        idle_timeout: seconds without a message before closing with 1001.
+        max_concurrency: handlers in flight per connection (1: strict order).
     """
 
     encoding: ClassVar[str | None] = None
     event_key: ClassVar[str] = "type"
     websocket_class: ClassVar[type[WebSocket]] = WebSocket
     sends: ClassVar[Sequence[Any]] = ()
+    allowed_origins: ClassVar[Sequence[str] | None] = None
+    require_origin: ClassVar[bool] = False
+    permissions: ClassVar[Sequence[Callable[..., Any]]] = ()
+    subprotocols: ClassVar[Sequence[str]] = ()
+    max_message_size: ClassVar[int | None] = None
+    rate_limit: ClassVar[RateLimit | None] = None
+    idle_timeout: ClassVar[float | None] = None
+    max_concurrency: ClassVar[int] = 1
 
     _plan: ClassVar[ControllerPlan]
 
@@ -137,7 +162,10 @@ class WebSocketController:
         """Run the connection; return the code for on_disconnect (None if never accepted)."""
         websocket = ctx.websocket
         try:
+            if not await self._admit(websocket):
+                return None
             await self._bind(ctx)
+            await self._check_permissions(ctx)
             if self._on_connect is not None:
                 await self._call(self._plan.connect, self._on_connect, ctx)
             if websocket.application_state is CONNECTING:
@@ -147,6 +175,33 @@ class WebSocketController:
             return await self._receive_loop(ctx)
         except Exception as exc:
             return await self._failed(unwrap(exc), ctx)
+
+    async def _admit(self, websocket: WebSocket) -> bool:
+        """Check the origin and negotiate the subprotocol; refuse (403) on failure."""
+        plan = self._plan
+        if plan.origins is not None and not plan.origins.allows(websocket.headers.get("origin")):
+            return await self._refuse(websocket, f"origin {websocket.headers.get('origin')!r}")
+        if plan.subprotocols:
+            offered = self.scope.get("subprotocols") or ()
+            try:
+                websocket.subprotocol = negotiate_subprotocol(plan.subprotocols, offered)
+            except LookupError as exc:
+                return await self._refuse(websocket, str(exc))
+        return True
+
+    async def _refuse(self, websocket: WebSocket, why: str) -> bool:
+        logger.info("%s refused a connection: %s", type(self).__name__, why)
+        await close_quietly(websocket, POLICY_VIOLATION, "refused")
+        return False
+
+    async def _check_permissions(self, ctx: Context) -> None:
+        for permission in self._plan.permissions:
+            plan = permission.plan
+            result = plan.call(**await solve(plan.params, ctx))
+            if permission.is_async:
+                result = await result
+            if not result:
+                raise WebSocketException(POLICY_VIOLATION, f"permission denied: {permission.name}")
 
     async def _bind(self, ctx: Context) -> None:
         """Resolve every hook's per-connection parameters, before on_connect."""
@@ -167,19 +222,111 @@ class WebSocketController:
         return partial(method, **await solve(hook.static, ctx))
 
     async def _receive_loop(self, ctx: Context) -> int:
+        """Receive until either side closes; return the code for on_disconnect.
+
+        The loop runs in a cancel scope that server shutdown cancels (and
+        that `idle_timeout` puts a deadline on); either closes with 1001.
+        """
+        plan = self._plan
+        with anyio.CancelScope() as scope:
+            sessions.live.add(scope)
+            try:
+                if sessions.stopping:
+                    scope.cancel()
+                if plan.max_concurrency > 1:
+                    return await self._receive_concurrently(ctx, scope)
+                return await self._receive_in_order(ctx, scope)
+            finally:
+                sessions.live.discard(scope)
+        reason = "server shutting down" if sessions.stopping else "idle timeout"
+        await close_quietly(ctx.websocket, GOING_AWAY, reason)
+        return GOING_AWAY
+
+    async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope) -> int:
         websocket = ctx.websocket
         receive = self._receive
         handle = self._routed if self._routes else self._single
+        admit = self._limiter() if self._plan.checks_messages else None
+        idle = self._plan.idle_timeout
         while True:
+            if idle is not None:
+                scope.deadline = anyio.current_time() + idle
             message = await receive()
             if message["type"] == "websocket.receive":
+                if idle is not None:
+                    scope.deadline = math.inf  # a slow handler is not idleness
+                if admit is not None and not await admit(message):
+                    if websocket.application_state is not CONNECTED:
+                        return websocket.close_code or NO_STATUS
+                    continue
                 await handle(message, ctx)
                 if websocket.application_state is not CONNECTED:
                     return websocket.close_code or NO_STATUS
             elif message["type"] == "websocket.disconnect":
-                websocket.client_state = DISCONNECTED
-                ctx.close_reason = message.get("reason") or ""
-                return message.get("code", NO_STATUS)
+                return self._client_closed(message, ctx)
+
+    async def _receive_concurrently(self, ctx: Context, scope: anyio.CancelScope) -> int:
+        """Like `_receive_in_order`, with up to `max_concurrency` handlers in flight."""
+        websocket = ctx.websocket
+        handle = self._routed if self._routes else self._single
+        admit = self._limiter() if self._plan.checks_messages else None
+        idle = self._plan.idle_timeout
+        slots = anyio.Semaphore(self._plan.max_concurrency)
+
+        async def run(message: Message) -> None:
+            try:
+                await handle(message, ctx)
+            finally:
+                slots.release()
+
+        async with anyio.create_task_group() as handlers:
+            while True:
+                if idle is not None:
+                    scope.deadline = anyio.current_time() + idle
+                message = await self._receive()
+                if message["type"] == "websocket.disconnect":
+                    handlers.cancel_scope.cancel()
+                    return self._client_closed(message, ctx)
+                if idle is not None:
+                    scope.deadline = math.inf
+                if admit is not None and not await admit(message):
+                    if websocket.application_state is not CONNECTED:
+                        break
+                    continue
+                await slots.acquire()  # at the limit, stop reading: back-pressure
+                if websocket.application_state is not CONNECTED:
+                    break
+                handlers.start_soon(run, message)
+            handlers.cancel_scope.cancel()
+        return websocket.close_code or NO_STATUS
+
+    def _client_closed(self, message: Message, ctx: Context) -> int:
+        websocket = ctx.websocket
+        websocket.client_state = DISCONNECTED
+        if websocket.close_code is not None:  # we closed first; this is the echo
+            return websocket.close_code
+        ctx.close_reason = message.get("reason") or ""
+        return message.get("code", NO_STATUS)
+
+    def _limiter(self) -> Callable[[Message], Awaitable[bool]]:
+        """The per-message size and rate check of this connection."""
+        plan = self._plan
+        max_size = plan.max_message_size
+        limit = plan.rate_limit
+        bucket = TokenBucket(limit, anyio.current_time()) if limit is not None else None
+        websocket = self.websocket
+
+        async def admit(message: Message) -> bool:
+            if max_size is not None and message_size(message) > max_size:
+                await close_quietly(websocket, MESSAGE_TOO_BIG, "message too big")
+                return False
+            if bucket is not None and not bucket.take(anyio.current_time()):
+                if limit.action == "close":
+                    await close_quietly(websocket, POLICY_VIOLATION, "rate limit exceeded")
+                return False
+            return True
+
+        return admit
 
     async def _single(self, message: Message, ctx: Context) -> None:
         hook, bound = self._plan.receive, self._on_receive
@@ -237,10 +384,12 @@ class WebSocketController:
             else:
                 result = bound(data=data)
             return await result if hook.is_async else result
-        ctx.data = data
-        state = ctx.message = ScopeState()
+        # A context of its own, so concurrent handlers never share per-call values.
+        call = Context(ctx.websocket, ctx.connection)
+        call.data, call.close_code, call.close_reason = data, ctx.close_code, ctx.close_reason
+        state = call.message = ScopeState()
         try:
-            result = bound(**await solve(hook.per_call, ctx))
+            result = bound(**await solve(hook.per_call, call))
             if hook.is_async:
                 result = await result
         except BaseException as exc:
@@ -270,6 +419,11 @@ class WebSocketController:
         if isinstance(exc, WebSocketException):
             await close_quietly(websocket, exc.code, exc.reason)
             return exc.code if websocket.accepted else None
+        if isinstance(exc, HTTPException) and websocket.application_state is CONNECTING:
+            logger.info("%s refused a connection: %s", type(self).__name__, exc.detail)
+            if not await refuse_with_status(websocket, exc.status_code, exc.detail):
+                await close_quietly(websocket, POLICY_VIOLATION, exc.detail)
+            return None
         if isinstance(exc, ParameterError):
             logger.warning("%s refused a connection: %s", type(self).__name__, exc)
             await close_quietly(websocket, POLICY_VIOLATION, str(exc))

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from tether.controllers.shutdown import install_signal_handlers, restore_signal_handlers
 from tether.di.resolver import app_scope
 
 logger = logging.getLogger("tether")
@@ -19,10 +20,14 @@ async def lifespan(app: Any = None) -> AsyncIterator[None]:
     Pass it to your framework (`Starlette(routes=..., lifespan=tether.lifespan)`)
     or enter it from your own lifespan (`async with tether.lifespan(app): ...`).
     A bare controller served directly by an ASGI server runs it by itself.
+    While it runs, a SIGTERM or SIGINT first closes open connections with
+    1001 (see `tether.controllers.shutdown`), then reaches the server.
     """
+    previous = install_signal_handlers()
     try:
         yield
     finally:
+        restore_signal_handlers(previous)
         await app_scope.aclose()
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tether.controllers.codecs import ENCODINGS, compile_converter, compile_decoder
+from tether.controllers.guards import OriginPolicy, Permission
+from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
 from tether.di.compiler import (
     CONNECTION_NAMES,
@@ -67,9 +69,21 @@ class HookPlan:
 
 
 class ControllerPlan:
-    """Every hook of a controller class, compiled."""
+    """Every hook of a controller class, and its guards and limits, compiled."""
 
-    __slots__ = ("connect", "disconnect", "receive", "routes")
+    __slots__ = (
+        "connect",
+        "disconnect",
+        "idle_timeout",
+        "max_concurrency",
+        "max_message_size",
+        "origins",
+        "permissions",
+        "rate_limit",
+        "receive",
+        "routes",
+        "subprotocols",
+    )
 
     def __init__(
         self,
@@ -82,6 +96,18 @@ class ControllerPlan:
         self.receive = receive
         self.disconnect = disconnect
         self.routes = routes
+        self.origins: OriginPolicy | None = None
+        self.subprotocols: tuple[str, ...] = ()
+        self.permissions: tuple[Permission, ...] = ()
+        self.max_message_size: int | None = None
+        self.rate_limit: RateLimit | None = None
+        self.idle_timeout: float | None = None
+        self.max_concurrency = 1
+
+    @property
+    def checks_messages(self) -> bool:
+        """Whether each received message passes a size or rate check."""
+        return self.max_message_size is not None or self.rate_limit is not None
 
 
 def compile_controller(cls: type, base: type) -> ControllerPlan:
@@ -113,9 +139,36 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
     receive = hook("on_receive", RECEIVE_NAMES)
     for plan in (*routes.values(), *([receive] if receive else [])):
         _compile_data(plan, encoding, routed=bool(routes))
-    return ControllerPlan(
+    plan = ControllerPlan(
         hook("on_connect", CONNECT_NAMES), receive, hook("on_disconnect", DISCONNECT_NAMES), routes
     )
+    _compile_guards(cls, plan)
+    return plan
+
+
+def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
+    owner = cls.__name__
+    if cls.allowed_origins is not None:
+        plan.origins = OriginPolicy(cls.allowed_origins, require=cls.require_origin, owner=owner)
+    elif cls.require_origin:
+        raise ConfigurationError(f"{owner}.require_origin needs allowed_origins to be set")
+    if isinstance(cls.subprotocols, str):
+        raise ConfigurationError(f"{owner}.subprotocols must be a list, not a string")
+    plan.subprotocols = tuple(cls.subprotocols)
+    plan.permissions = tuple(Permission(p, owner) for p in cls.permissions)
+    for name in ("max_message_size", "idle_timeout"):
+        value = getattr(cls, name)
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigurationError(f"{owner}.{name} must be a positive number or None")
+    plan.max_message_size = cls.max_message_size
+    plan.idle_timeout = cls.idle_timeout
+    limit = cls.rate_limit
+    if limit is not None and not isinstance(limit, RateLimit):
+        raise ConfigurationError(f"{owner}.rate_limit must be a RateLimit(...) or None")
+    plan.rate_limit = limit
+    if not isinstance(cls.max_concurrency, int) or cls.max_concurrency < 1:
+        raise ConfigurationError(f"{owner}.max_concurrency must be an integer >= 1")
+    plan.max_concurrency = cls.max_concurrency
 
 
 def _compile_data(plan: HookPlan, encoding: str | None, *, routed: bool) -> None:

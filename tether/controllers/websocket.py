@@ -30,7 +30,8 @@ class WebSocket(StarletteWebSocket):
     additionally:
 
     - `accepted`: whether the handshake was accepted;
-    - `subprotocol`: the subprotocol accepted, if any;
+    - `subprotocol`: the subprotocol negotiated from the controller's
+      `subprotocols` (accepted with it), or the one passed to `accept`;
     - `close_code` / `close_reason`: what the application closed with, once
       it has (reasons longer than 123 bytes are cut to fit the protocol).
     """
@@ -45,7 +46,9 @@ class WebSocket(StarletteWebSocket):
         subprotocol: str | None = None,
         headers: Iterable[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """Accept the handshake, optionally choosing a subprotocol."""
+        """Accept the handshake; by default with the negotiated subprotocol."""
+        if subprotocol is None:
+            subprotocol = self.subprotocol
         await super().accept(subprotocol, headers)
         self.accepted = True
         self.subprotocol = subprotocol

@@ -122,13 +122,16 @@ def compile_dependency(call: Callable[..., Any]) -> CallPlan:
     return plan
 
 
-def compile_hook(func: Callable[..., Any], where: str, *, allowed: frozenset[str]) -> CallPlan:
-    """The plan of a controller hook (a method: its first parameter is skipped).
+def compile_hook(
+    func: Callable[..., Any], where: str, *, allowed: frozenset[str], method: bool = True
+) -> CallPlan:
+    """The plan of a controller hook, or of a plain callable with `method=False`.
 
-    `where` names the hook in errors (`"Chat.on_connect"`); `allowed` is the
-    set of reserved names this hook may ask for.
+    A method's first parameter (`self`) is skipped. `where` names the hook
+    in errors (`"Chat.on_connect"`); `allowed` is the set of reserved names
+    this hook may ask for.
     """
-    plan = _compile(func, where, allowed=allowed, stack=(), skip_first=True)
+    plan = _compile(func, where, allowed=allowed, stack=(), skip_first=method)
     for p in plan.params:
         missing = (p.dependency.plan.needs if p.dependency else set()) - allowed
         if missing:
