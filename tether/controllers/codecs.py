@@ -15,6 +15,7 @@ import decimal
 import enum
 import inspect
 import json
+import types
 import typing
 import uuid
 from collections.abc import Callable
@@ -134,11 +135,20 @@ def compile_decoder(encoding: str | None, annotation: Any) -> Decoder:
         frame = _bytes_frame
     else:
         frame = _any_frame
-    if base in _RAW or base is str or base is bytes:
+    if base in _RAW or base is str or base is bytes or _is_str_or_bytes(base):
         if encoding == "json":
             return _parsing(frame, loads)
         return frame
     return _parsing(frame, compile_validator(annotation))
+
+
+def _is_str_or_bytes(annotation: Any) -> bool:
+    args = typing.get_args(annotation)
+    return (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and bool(args)
+        and set(args) <= {str, bytes}
+    )
 
 
 def compile_validator(annotation: Any) -> Callable[[str | bytes], Any]:
