@@ -1,0 +1,14 @@
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from tether import WebSocketController
+
+
+class Echo(WebSocketController):
+    encoding = "text"
+
+    async def on_receive(self, data: str) -> str:
+        return f"echo: {data}"
+
+
+app = Starlette(routes=[WebSocketRoute("/ws", Echo)])

@@ -1,0 +1,595 @@
+"""The documentation's programs run and do what the pages say; the site builds.
+
+Complete programs live in `docs/examples/*.py` and are included in the pages
+with `--8<-- "docs/examples/NAME.py"`. Each has a test here (see `TESTED`),
+and a test checks that no example goes untested and no include is broken.
+Inline fenced blocks with a `title="..."` (or after `<!-- test -->`) are
+complete programs too, and are executed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tether import ConfigurationError, Provide, WebSocketController, override
+from tether.testing import AppClient, HandshakeRejected, ServerClosed, connect
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+
+INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.MULTILINE)
+FENCE = re.compile(
+    r"(?P<marker><!--\s*test\s*-->\s*\n)?"
+    r"^(?P<indent>[ \t]*)```(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def load(name: str) -> ModuleType:
+    """Import `docs/examples/<name>.py` afresh, as its own module."""
+    path = EXAMPLES / f"{name}.py"
+    module_name = f"docs_example_{name}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def closed_with(ws) -> tuple[int, str]:
+    """Receive until the server closes; return its code and reason."""
+    with pytest.raises(ServerClosed) as closed:
+        while True:
+            await ws.receive(timeout=2)
+    return closed.value.code, closed.value.reason
+
+
+async def refused(app, path: str, **options) -> HandshakeRejected:
+    with pytest.raises(HandshakeRejected) as rejected:
+        async with connect(app, path, **options):
+            pass
+    return rejected.value
+
+
+# -- the inventory ----------------------------------------------------------------
+
+TESTED: set[str] = set()
+
+
+def covers(*names: str):
+    """Mark a test as the one that runs these example files."""
+    TESTED.update(names)
+    return lambda test: test
+
+
+def pages() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md"))
+
+
+def test_every_include_exists_and_every_example_is_tested():
+    included: set[str] = set()
+    for page in pages():
+        for target in INCLUDE.findall(page.read_text()):
+            assert (ROOT / target).is_file(), f"{page.name} includes missing {target}"
+            included.add(Path(target).stem)
+    examples = {p.stem for p in EXAMPLES.glob("*.py")}
+    assert examples - TESTED == set(), "examples without a test in tests/test_docs.py"
+    assert examples - included - {"test_room"} <= set(), "examples no page includes"
+
+
+def inline_programs() -> list[tuple[str, str]]:
+    found = []
+    for page in pages():
+        for match in FENCE.finditer(page.read_text()):
+            info = match["info"].strip()
+            if not info.startswith(("python", "py")):
+                continue
+            if not (match["marker"] or "title=" in info):
+                continue
+            body = match["body"]
+            if INCLUDE.search(body):
+                continue  # an included example file: tested below
+            found.append((f"{page.relative_to(DOCS)}:{info}", body))
+    return found
+
+
+@pytest.mark.parametrize(("where", "source"), inline_programs() or [("none", "")])
+def test_inline_programs_run(where: str, source: str):
+    exec(compile(source, where, "exec"), {"__name__": "docs_inline"})
+
+
+# -- index.md / testing.md: the first controller ------------------------------------
+
+
+@covers("room", "test_room")
+@pytest.mark.anyio
+async def test_room():
+    room = load("room")
+    async with connect(room.app, "/ws/lobby?name=ada") as ws:
+        await ws.send_json({"text": "hi"})
+        assert await ws.receive_json() == {"from": "ada@lobby", "text": "hi"}
+        await ws.send_text("not a Say")
+        code, _ = await closed_with(ws)
+    assert code == 1007
+    async with connect(room.app, "/ws/kitchen") as ws:
+        await ws.send_json({"text": "hi"})
+        assert await ws.receive_json() == {"from": "guest@kitchen", "text": "hi"}
+
+
+def test_testing_page_example_passes_under_pytest():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_room.py"],
+        cwd=EXAMPLES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+
+# -- quickstart.md: uvicorn + the client ----------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(target: str, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=EXAMPLES,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(server.stdout.read().decode())  # type: ignore[union-attr]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise AssertionError(f"uvicorn {target} did not start")
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@covers("app", "client")
+def test_quickstart_under_uvicorn():
+    port = free_port()
+    server = serve("app:app", port)
+    try:
+        result = subprocess.run(
+            [sys.executable, "client.py", f"ws://127.0.0.1:{port}/ws"],
+            cwd=EXAMPLES,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "echo: hello"
+
+
+@covers("app")
+@pytest.mark.anyio
+async def test_quickstart_binary_frame_closes_1003():
+    app = load("app").app
+    async with connect(app, "/ws") as ws:
+        await ws.send_text("hello")
+        assert await ws.receive_text() == "echo: hello"
+        await ws.send_bytes(b"hello")
+        code, _ = await closed_with(ws)
+    assert code == 1003
+
+
+@covers("bare")
+def test_bare_controller_under_uvicorn():
+    from websockets.sync.client import connect as ws_connect
+
+    port = free_port()
+    server = serve("bare:Echo", port)
+    try:
+        with ws_connect(f"ws://127.0.0.1:{port}/any/path") as ws:
+            ws.send("shout")
+            assert ws.recv(timeout=5) == "SHOUT"
+        import urllib.request
+        from urllib.error import HTTPError
+
+        with pytest.raises(HTTPError) as http:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+        assert http.value.code == 426
+    finally:
+        stop(server)
+
+
+# -- controllers.md ---------------------------------------------------------------------
+
+
+@covers("lifecycle")
+@pytest.mark.anyio
+async def test_lifecycle(caplog):
+    lifecycle = load("lifecycle")
+    caplog.set_level(logging.INFO, logger="counter")
+    async with connect(lifecycle.app, "/count/ada") as ws:
+        assert await ws.receive_json() == {"hello": "ada"}
+        await ws.send_json({"a": 1})
+        assert await ws.receive_json() == {"n": 1, "echo": {"a": 1}}
+        await ws.send_json({"b": 2})
+        assert await ws.receive_json() == {"n": 2, "echo": {"b": 2}}
+    assert "ada left (1000) after 2 messages" in caplog.text
+    async with connect(lifecycle.app, "/count/bob") as ws:  # its own instance
+        assert await ws.receive_json() == {"hello": "bob"}
+        await ws.send_json({})
+        assert (await ws.receive_json())["n"] == 1
+    rejected = await refused(lifecycle.app, "/count/nobody")
+    assert rejected.status == 403
+    assert "nobody left" not in caplog.text
+
+
+@covers("mount_fastapi", "mount_lilya")
+@pytest.mark.anyio
+async def test_mounting_in_frameworks():
+    fastapi_app = load("mount_fastapi").app
+    for path in ("/ws/lobby", "/ws2/lobby"):
+        async with connect(fastapi_app, path) as ws:
+            await ws.send_text("hi")
+            assert await ws.receive_text() == "lobby: hi"
+    async with connect(load("mount_lilya").app, "/ws/lobby") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "lobby: hi"
+
+
+def test_configuration_error_names_class_hook_and_parameter():
+    with pytest.raises(ConfigurationError) as error:
+
+        class Chat(WebSocketController):
+            async def on_connect(self, data: str): ...
+
+    assert str(error.value) == (
+        "Chat.on_connect, parameter 'data': 'data' is not available here; it is passed to "
+        "on_receive, @on handlers and message-scoped dependencies only."
+    )
+
+
+# -- parameters.md ------------------------------------------------------------------------
+
+BOARD = "6c7e3a52-0c1e-4f1e-9a59-7f0e3e0c9d11"
+
+
+@covers("parameters")
+@pytest.mark.anyio
+async def test_parameters():
+    app = load("parameters").app
+    path = f"/boards/{BOARD}?token=t&mode=write&tags=1&tags=2"
+    async with connect(app, path, headers={"X-Client": "cli"}, cookies={"sid": "abc"}) as ws:
+        await ws.send_text("?")
+        assert await ws.receive_json() == {
+            "board": BOARD,
+            "mode": "write",
+            "tags": [1, 2],
+            "client": "cli",
+            "sid": "abc",
+        }
+    async with connect(app, f"/boards/{BOARD}?token=t") as ws:
+        await ws.send_text("?")
+        assert await ws.receive_json() == {
+            "board": BOARD,
+            "mode": "read",
+            "tags": [],
+            "client": "unknown",
+            "sid": None,
+        }
+    for path, reason in [
+        (f"/boards/{BOARD}", "query parameter 'token' is required"),
+        ("/boards/42?token=t", "path parameter 'board_id': badly formed hexadecimal UUID string"),
+        (
+            f"/boards/{BOARD}?token=t&mode=admin",
+            "query parameter 'mode': 'admin' is not one of ['read', 'write']",
+        ),
+    ]:
+        rejected = await refused(app, path)
+        assert (rejected.status, rejected.close_code, rejected.reason) == (403, 1008, reason)
+
+
+# -- dependencies.md --------------------------------------------------------------------
+
+
+@covers("dependencies")
+@pytest.mark.anyio
+async def test_dependencies():
+    deps = load("dependencies")
+    async with AppClient(deps.app, raise_app_exceptions=False) as client:
+        async with client.connect("/orders?token=user-ada") as ws:
+            await ws.send_json({"item": "tea"})
+            assert await ws.receive_json() == {"ordered": "tea", "by": "ada"}
+            await ws.send_json({})
+            code, _ = await closed_with(ws)
+        assert code == 1011
+        assert deps.events == [
+            "pool opened",
+            "begin for ada",
+            "commit",
+            "begin for ada",
+            "rollback (ValueError)",
+            "disconnected 1011",
+        ]
+        assert (await refused(deps.app, "/orders")).reason == "query parameter 'token' is required"
+    assert deps.events[-1] == "pool closed"
+
+    def fake_customer() -> str:
+        return "tester"
+
+    with override(deps.get_customer, fake_customer):
+        async with connect(deps.app, "/orders") as ws:
+            await ws.send_json({"item": "cake"})
+            assert await ws.receive_json() == {"ordered": "cake", "by": "tester"}
+
+
+def test_scope_mismatch_is_a_configuration_error():
+    def get_pool(websocket):
+        return object()
+
+    with pytest.raises(ConfigurationError) as error:
+
+        class Chat(WebSocketController):
+            async def on_connect(self, pool=Provide(get_pool, scope="app")): ...
+
+    assert "app-scoped dependency" in str(error.value)
+    assert "cannot use 'websocket', which lives only per connection" in str(error.value)
+
+
+def test_use_cache():
+    calls = []
+
+    def counter():
+        calls.append(1)
+        return object()
+
+    class Twice(WebSocketController):
+        async def on_connect(self, a=Provide(counter), b=Provide(counter)):
+            self.same = a is b
+
+        async def on_receive(self, c=Provide(counter, use_cache=False)):
+            return "same" if self.same else "different"
+
+    async def run():
+        async with connect(Twice, "/") as ws:
+            await ws.send_text("?")
+            assert await ws.receive_text() == "same"
+
+    import anyio
+
+    anyio.run(run)
+    assert len(calls) == 2  # once shared for a and b, once for c
+
+
+# -- messages.md ------------------------------------------------------------------------
+
+
+@covers("typed")
+@pytest.mark.anyio
+async def test_typed_messages():
+    app = load("typed").app
+    cases = [
+        ("/moves", {"x": 1, "y": 2}, {"to": [1, 2]}),
+        ("/joins", {"room": "a"}, "joined a"),
+        ("/posts", {"text": "hi"}, {"text": "HI"}),
+        ("/points", [{"x": 1, "y": 2}, {"x": 0.5, "y": 0}], 3.5),
+    ]
+    for path, message, reply in cases:
+        async with connect(app, path) as ws:
+            await ws.send_json(message)
+            got = await ws.receive_text()
+            assert (got if isinstance(reply, str) else __import__("json").loads(got)) == reply
+    failures = [
+        ("/moves", {"x": "a", "y": 2}, "invalid message: Expected `int`, got `str` - at `$.x`"),
+        (
+            "/posts",
+            {"text": "x" * 21},
+            "invalid message: text: String should have at most 20 characters",
+        ),
+        ("/joins", {"room": 1}, None),
+        ("/points", [{"x": 1}], None),
+    ]
+    for path, message, reason in failures:
+        async with connect(app, path) as ws:
+            await ws.send_json(message)
+            code, got = await closed_with(ws)
+        assert code == 1007
+        assert got == reason if reason else got.startswith("invalid message: ")
+    async with connect(app, "/moves") as ws:
+        await ws.send_text("{oops")
+        code, got = await closed_with(ws)
+    assert code == 1007 and got.startswith("malformed JSON: ")
+
+
+@covers("routing")
+@pytest.mark.anyio
+async def test_routing():
+    app = load("routing").app
+    async with connect(app, "/game") as ws:
+        for message, reply in [
+            ({"type": "move", "x": 1, "y": 2}, {"type": "moved", "to": [1, 2]}),
+            ({"type": "ping"}, {"type": "pong"}),
+            ({"type": "hello"}, {"type": "welcome"}),
+            ({"type": "jump"}, {"type": "error", "detail": "no handler", "got": {"type": "jump"}}),
+            (
+                {"type": "move"},
+                {"type": "error", "detail": "invalid message: Object missing required field `x`"},
+            ),
+        ]:
+            await ws.send_json(message)
+            assert await ws.receive_json() == reply
+    async with connect(app, "/strict") as ws:
+        await ws.send_json({"type": "jump"})
+        assert await closed_with(ws) == (1003, "unknown event 'jump'")
+
+
+# -- errors.md --------------------------------------------------------------------------
+
+
+@covers("errors")
+@pytest.mark.anyio
+async def test_errors():
+    errors = load("errors")
+    rejected = await refused(errors.app, "/vault")
+    assert (rejected.status, rejected.close_code, rejected.reason) == (403, 1008, "bad token")
+    async with connect(errors.app, "/vault?token=secret") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "hi"
+        await ws.send_text("quit")
+        assert await closed_with(ws) == (4000, "bye")
+    async with connect(errors.app, "/vault?token=secret") as ws:
+        await ws.send_text("divide")
+        assert await closed_with(ws) == (4500, "ZeroDivisionError")
+    async with connect(errors.app, "/vault?token=secret") as ws:
+        await ws.send_bytes(b"x")
+        assert await closed_with(ws) == (1003, "expected a text frame")
+    assert errors.closed_with == [4000, 4500, 1003]
+
+
+# -- guards.md ----------------------------------------------------------------------------
+
+API_KEY = {"x-api-key": "k1"}
+
+
+@covers("guards")
+@pytest.mark.anyio
+async def test_guards():
+    app = load("guards").app
+
+    async def subprotocol_of(**options) -> str | None:
+        async with connect(app, "/feed", **options) as ws:
+            await ws.send_text("hi")
+            assert (await ws.receive_text()).endswith(": hi")
+            return ws.subprotocol
+
+    assert await subprotocol_of(headers=API_KEY) is None
+    origin = {**API_KEY, "origin": "https://a.example.org"}
+    assert await subprotocol_of(headers=origin, subprotocols=["feed.v1", "feed.v2"]) == "feed.v2"
+    for options in [
+        {"headers": {**API_KEY, "origin": "https://evil.org"}},
+        {"headers": {**API_KEY, "origin": "https://example.org"}},
+        {"headers": API_KEY, "subprotocols": ["other"]},
+    ]:
+        assert (await refused(app, "/feed", **options)).status == 403
+    rejected = await refused(app, "/feed")
+    assert (rejected.status, rejected.reason) == (403, "permission denied: has_api_key")
+    rejected = await refused(app, "/feed", headers={**API_KEY, "x-user": "mallory"})
+    assert (rejected.status, rejected.text) == (429, "slow down")
+
+    async with connect(app, "/feed", headers=API_KEY) as ws:
+        await ws.send_text("x" * 2000)
+        assert await closed_with(ws) == (1009, "message too big")
+    async with connect(app, "/feed", headers=API_KEY) as ws:
+        for _ in range(5):
+            await ws.send_text("m")
+            await ws.receive_text()
+        await ws.send_text("m")
+        assert await closed_with(ws) == (1008, "rate limit exceeded")
+
+
+@pytest.mark.anyio
+async def test_idle_timeout_closes_1001():
+    class Quiet(WebSocketController):
+        idle_timeout = 0.2
+
+    async with connect(Quiet, "/") as ws:
+        assert await closed_with(ws) == (1001, "idle timeout")
+
+
+# -- groups.md ------------------------------------------------------------------------------
+
+
+@covers("broker")
+def test_broker_example():
+    result = subprocess.run(
+        [sys.executable, "broker.py"], cwd=EXAMPLES, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "{'type': 'websocket.send', 'text': '{\"text\":\"héllo\"}'}",
+        "{'type': 'websocket.send', 'bytes': b'\\x00\\x01'}",
+    ]
+
+
+# -- asyncapi.md ------------------------------------------------------------------------------
+
+
+@covers("asyncapi_app")
+def test_asyncapi():
+    from starlette.testclient import TestClient
+
+    example = load("asyncapi_app")
+    document = example.document
+    assert document["asyncapi"] == "3.0.0"
+    channel = document["channels"]["Chat"]
+    assert channel["address"] == "/ws/{room}"
+    assert channel["description"] == "A chat room."
+    assert "room" in channel["parameters"]
+    assert channel["bindings"]["ws"]["query"]["properties"]["name"] == {
+        "type": "string",
+        "default": "guest",
+    }
+    say = document["operations"]["Chat.say"]
+    assert say["action"] == "receive"
+    assert say["description"] == "Say something to the room."
+    assert say["reply"]["messages"] == [{"$ref": "#/channels/Chat/messages/Said"}]
+    sent = document["operations"]["Chat.send"]
+    assert sent["action"] == "send"
+    assert {m["$ref"].rsplit("/", 1)[-1] for m in sent["messages"]} == {"Said", "Joined"}
+    assert set(document["components"]["schemas"]) == {"Say", "Said", "Joined"}
+    with TestClient(example.app) as client:
+        assert client.get("/asyncapi.json").json() == document
+        page = client.get("/asyncapi")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+
+
+# -- the site -----------------------------------------------------------------------------
+
+
+def test_mkdocs_build_strict(tmp_path: Path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("material")
+    pytest.importorskip("mkdocstrings")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNING" not in output, output
+    assert (tmp_path / "site" / "index.html").is_file()
