@@ -2,6 +2,7 @@
 
 from tether.controllers import (
     DecodeError,
+    RateLimit,
     WebSocket,
     WebSocketController,
     WebSocketDisconnect,
@@ -19,6 +20,7 @@ __all__ = [
     "Header",
     "Provide",
     "Query",
+    "RateLimit",
     "WebSocket",
     "WebSocketController",
     "WebSocketDisconnect",

@@ -260,6 +260,11 @@ def _any_frame(message: Message) -> Any:
     return message.get("bytes") if text is None else text
 
 
+def frame_reader(encoding: str | None) -> Decoder:
+    """The payload of a message, from the frames `encoding` allows (1003 otherwise)."""
+    return {"text": _text_frame, "bytes": _bytes_frame}.get(encoding, _any_frame)  # type: ignore[arg-type]
+
+
 def _parsing(frame: Decoder, parse: Callable[[Any], Any]) -> Decoder:
     def decode(message: Message) -> Any:
         raw = frame(message)

@@ -353,9 +353,7 @@ class WebSocketController:
             await self._reply(result)
 
     def _route(self, message: Message) -> tuple[HookPlan, Callable[..., Any], Any]:
-        raw = message.get("text")
-        if raw is None:
-            raw = message.get("bytes")
+        raw = self._plan.frame(message)
         try:
             parsed = loads(raw)
         except ValueError as exc:
@@ -416,6 +414,8 @@ class WebSocketController:
             else:
                 code = await self._client_close_code(DRAIN_SECONDS)
             return code if websocket.accepted else None
+        if isinstance(exc, (WebSocketException, HTTPException)):
+            self._error = exc  # thrown into generator dependencies at teardown
         if isinstance(exc, WebSocketException):
             await close_quietly(websocket, exc.code, exc.reason)
             return exc.code if websocket.accepted else None

@@ -11,7 +11,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from tether.controllers.codecs import ENCODINGS, compile_converter, compile_decoder
+from tether.controllers.codecs import (
+    ENCODINGS,
+    compile_converter,
+    compile_decoder,
+    frame_reader,
+)
 from tether.controllers.guards import OriginPolicy, Permission
 from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
@@ -74,6 +79,7 @@ class ControllerPlan:
     __slots__ = (
         "connect",
         "disconnect",
+        "frame",
         "idle_timeout",
         "max_concurrency",
         "max_message_size",
@@ -96,6 +102,8 @@ class ControllerPlan:
         self.receive = receive
         self.disconnect = disconnect
         self.routes = routes
+        # With @on routes every message is JSON, from the frames `encoding` allows.
+        self.frame: Callable[[dict[str, Any]], Any] = frame_reader(None)
         self.origins: OriginPolicy | None = None
         self.subprotocols: tuple[str, ...] = ()
         self.permissions: tuple[Permission, ...] = ()
@@ -142,6 +150,7 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
     plan = ControllerPlan(
         hook("on_connect", CONNECT_NAMES), receive, hook("on_disconnect", DISCONNECT_NAMES), routes
     )
+    plan.frame = frame_reader(encoding)
     _compile_guards(cls, plan)
     return plan
 

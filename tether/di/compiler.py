@@ -229,7 +229,11 @@ def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Depend
         raise ConfigurationError(f"{at}: dependency cycle {cycle}.")
     plan = _plans.get(call)
     if plan is None:
-        plan = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
+        try:
+            plan = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
+        except ConfigurationError as exc:
+            # Lead the message with the path from the hook down to the culprit.
+            raise ConfigurationError(f"{at}: {exc}") from exc
         _plans[call] = plan
     level = LEVELS[marker.scope]
     if plan.level > level:
@@ -356,12 +360,22 @@ def _where_reserved(name: str) -> str:
     return "on_disconnect"
 
 
+def _from_middleware(ctx: Any, key: str, middleware: str) -> Any:
+    scope = ctx.websocket.scope
+    if key not in scope:
+        raise RuntimeError(
+            f"a hook asks for {key!r}, which Starlette's {middleware} provides; "
+            "add it to the app's middleware"
+        )
+    return scope[key]
+
+
 _RESERVED_GETTERS: dict[str, Callable[[Any], Any]] = {
     "websocket": lambda ctx: ctx.websocket,
     "scope": lambda ctx: ctx.websocket.scope,
-    "user": lambda ctx: ctx.websocket.user,
-    "auth": lambda ctx: ctx.websocket.auth,
-    "session": lambda ctx: ctx.websocket.session,
+    "user": lambda ctx: _from_middleware(ctx, "user", "AuthenticationMiddleware"),
+    "auth": lambda ctx: _from_middleware(ctx, "auth", "AuthenticationMiddleware"),
+    "session": lambda ctx: _from_middleware(ctx, "session", "SessionMiddleware"),
     "state": lambda ctx: ctx.websocket.state,
     "data": lambda ctx: ctx.data,
     "close_code": lambda ctx: ctx.close_code,
