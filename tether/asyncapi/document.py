@@ -1,0 +1,341 @@
+"""Build the AsyncAPI 3.0 document: one channel per mounted controller.
+
+For each controller the app *receives* what `on_receive` and the `@on`
+handlers take (one message per event, its event key pinned with `const`),
+and *sends* what they return plus the types listed in `sends`. A handler
+that returns something also gets a `reply` on its receive operation.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from tether.asyncapi.discovery import Endpoint, find_endpoints
+from tether.asyncapi.handshake import Handshake, hints_of, read_handshake
+from tether.asyncapi.schemas import (
+    UNTYPED,
+    SchemaRegistry,
+    component_name,
+    is_discriminated,
+    type_name,
+    union_members,
+    value_schema,
+)
+from tether.controllers.plan import HookPlan
+from tether.di.conversion import unwrap_annotated
+
+ASYNCAPI_VERSION = "3.0.0"
+WS_BINDING_VERSION = "0.1.0"
+JSON = "application/json"
+TEXT = "text/plain"
+BINARY = "application/octet-stream"
+
+_TEXT_SCHEMA = {"type": "string"}
+_BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_CONVERTOR_NAMES = {"str": "string", "int": "integer", "float": "number", "uuid": "UUID"}
+
+
+def generate(
+    app_or_routes: Any,
+    *,
+    title: str,
+    version: str,
+    servers: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """Describe the WebSocket controllers of an app as an AsyncAPI 3.0 document.
+
+    Args:
+        app_or_routes: A Starlette, FastAPI or Lilya app (mounted sub-apps and
+            included routers are walked), a list of routes (`WebSocketRoute`,
+            `WebSocketPath`, `Mount`, `Include`, ...) or `(path, Controller)` pairs.
+        title: The API's title (`info.title`).
+        version: The API's version (`info.version`), not AsyncAPI's.
+        servers: AsyncAPI server objects by name, copied as given, e.g.
+            `{"local": {"host": "localhost:8000", "protocol": "ws"}}`.
+        description: `info.description` (CommonMark).
+
+    Returns:
+        The document as a JSON-ready dict. Routes whose endpoint is not a
+        `WebSocketController` subclass are left out.
+
+    Raises:
+        TypeError: `app_or_routes` has no routes, or a message type cannot be
+            described (the error names the controller and hook).
+    """
+    builder = _Builder()
+    for endpoint in find_endpoints(app_or_routes):
+        builder.add(endpoint)
+    info: dict[str, Any] = {"title": title, "version": version}
+    if description:
+        info["description"] = description
+    document: dict[str, Any] = {"asyncapi": ASYNCAPI_VERSION, "info": info}
+    if servers:
+        document["servers"] = copy.deepcopy(dict(servers))
+    document["defaultContentType"] = JSON
+    document["channels"] = builder.channels
+    document["operations"] = builder.operations
+    components = {"schemas": builder.schemas.components, "messages": builder.messages}
+    document["components"] = {key: value for key, value in components.items() if value}
+    return document
+
+
+class _Builder:
+    """Collects channels, operations and components while endpoints are added."""
+
+    def __init__(self) -> None:
+        self.schemas = SchemaRegistry()
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.operations: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, dict[str, Any]] = {}
+
+    def add(self, endpoint: Endpoint) -> None:
+        """Add the channel and operations of one mounted controller."""
+        controller = endpoint.controller
+        channel: dict[str, Any] = {"address": endpoint.address, "title": controller.__name__}
+        channel_id = _claim(self.channels, [component_name(controller.__name__)], channel)
+        _set(channel, "description", _doc(controller))
+        handshake = read_handshake(controller)
+        if endpoint.convertors:
+            channel["parameters"] = _parameters(endpoint, handshake)
+        _set(channel, "bindings", _bindings(handshake))
+        channel["messages"] = {}
+        _Channel(self, channel_id, channel, controller).describe()
+
+
+class _Channel:
+    """The messages and operations of one channel."""
+
+    def __init__(
+        self, builder: _Builder, channel_id: str, channel: dict[str, Any], cls: Any
+    ) -> None:
+        self.builder = builder
+        self.id = channel_id
+        self.channel = channel
+        self.cls = cls
+        self.sent: list[str] = []
+
+    def describe(self) -> None:
+        plan = self.cls._plan
+        by_handler: dict[str, tuple[HookPlan, list[str]]] = {}
+        for event, hook in sorted(plan.routes.items()):
+            by_handler.setdefault(hook.name, (hook, []))[1].append(event)
+        for hook, events in by_handler.values():
+            data = _data_annotation(hook)
+            messages = [self._event_message(event, data, hook.name) for event in events]
+            self._receive(hook, messages)
+        if plan.receive is not None:
+            self._receive(plan.receive, self._data_messages(plan.receive, routed=bool(plan.routes)))
+        for annotation in self.cls.sends:
+            for key in self._value_messages(annotation, f"{self.cls.__name__}.sends"):
+                self._sending(key)
+        if self.sent:
+            self._operation(
+                "send",
+                {
+                    "action": "send",
+                    "channel": self._channel_ref(),
+                    "summary": "Messages the server sends: handler replies and `sends`.",
+                    "messages": [self._message_ref(key) for key in self.sent],
+                },
+            )
+
+    # -- operations ---------------------------------------------------------------
+
+    def _receive(self, hook: HookPlan, messages: list[str]) -> None:
+        operation: dict[str, Any] = {"action": "receive", "channel": self._channel_ref()}
+        _set(operation, "title", hook.name)
+        _set(operation, "description", _doc(hook.func))
+        operation["messages"] = [self._message_ref(key) for key in messages]
+        replies = self._value_messages(_return_annotation(hook), f"{hook.name}, return value")
+        if replies:
+            operation["reply"] = {
+                "channel": self._channel_ref(),
+                "messages": [self._message_ref(key) for key in replies],
+            }
+            for key in replies:
+                self._sending(key)
+        self._operation(hook.name.rsplit(".", 1)[-1], operation)
+
+    def _operation(self, name: str, operation: dict[str, Any]) -> None:
+        _claim(self.builder.operations, [component_name(f"{self.id}.{name}")], operation)
+
+    def _sending(self, key: str) -> None:
+        if key not in self.sent:
+            self.sent.append(key)
+
+    def _channel_ref(self) -> dict[str, str]:
+        return {"$ref": f"#/channels/{self.id}"}
+
+    def _message_ref(self, key: str) -> dict[str, str]:
+        return {"$ref": f"#/channels/{self.id}/messages/{key}"}
+
+    # -- messages -------------------------------------------------------------------
+
+    def _event_message(self, event: str, data: Any, where: str) -> str:
+        """A routed message: its event key is a `const`, the rest is `data`'s schema."""
+        key = self.cls.event_key
+        pinned = {
+            "type": "object",
+            "properties": {key: {"type": "string", "const": event}},
+            "required": [key],
+        }
+        base = unwrap_annotated(data)[0]
+        if base in UNTYPED or (typing.get_origin(base) or base) is dict:
+            payload = pinned
+        else:
+            payload = {"allOf": [self._schema(data, f"{where}, parameter 'data'"), pinned]}
+        summary = f"`{key}` is `{event}`."
+        return self._message(event, event, payload, JSON, summary=summary)
+
+    def _data_messages(self, hook: HookPlan, *, routed: bool) -> list[str]:
+        """The messages `on_receive` takes, from its `data` annotation and the encoding."""
+        data = _data_annotation(hook)
+        base = unwrap_annotated(data)[0]
+        encoding = "json" if routed else self.cls.encoding
+        if routed and (typing.get_origin(base) or base) is dict:
+            base = Any  # a routed fallback gets every other JSON object
+        if base in UNTYPED or base in (str, bytes):
+            if encoding == "json":  # parsed, but not validated
+                summary = "Any JSON message."
+                if routed:
+                    summary = f"Any JSON message whose `{self.cls.event_key}` has no handler."
+                return [self._message("message", "message", {}, JSON, summary=summary)]
+            if encoding == "text" or base is str:
+                return [self._text()]
+            if encoding == "bytes" or base is bytes:
+                return [self._binary()]
+            payload = {"oneOf": [_TEXT_SCHEMA, _BINARY_SCHEMA]}
+            summary = "A text or binary frame."
+            return [self._message("frame", "frame", payload, None, summary=summary)]
+        return self._typed_messages(data, f"{hook.name}, parameter 'data'")
+
+    def _value_messages(self, annotation: Any, where: str) -> list[str]:
+        """The messages a return value (or a `sends` entry) of this type is sent as."""
+        base = unwrap_annotated(annotation)[0]
+        if base in UNTYPED or base is None or base is type(None):
+            return []
+        return self._typed_messages(annotation, where)
+
+    def _typed_messages(self, annotation: Any, where: str) -> list[str]:
+        members = (annotation,) if is_discriminated(annotation) else union_members(annotation)
+        keys = []
+        for member in members:
+            base = unwrap_annotated(member)[0]
+            if base is str:
+                keys.append(self._text())
+            elif base is bytes:
+                keys.append(self._binary())
+            else:
+                name = type_name(member)
+                schema = self._schema(member, where)
+                keys.append(self._message(name, name, schema, JSON))
+        return keys
+
+    def _schema(self, annotation: Any, where: str) -> dict[str, Any]:
+        try:
+            return self.builder.schemas.schema_for(annotation)
+        except TypeError as exc:
+            raise TypeError(f"AsyncAPI: {where}: {exc}") from exc
+
+    def _text(self) -> str:
+        return self._message("text", "text", dict(_TEXT_SCHEMA), TEXT, summary="A text frame.")
+
+    def _binary(self) -> str:
+        return self._message(
+            "binary", "binary", dict(_BINARY_SCHEMA), BINARY, summary="A binary frame."
+        )
+
+    def _message(
+        self,
+        key: str,
+        name: str,
+        payload: dict[str, Any],
+        content_type: str | None,
+        *,
+        summary: str | None = None,
+    ) -> str:
+        """Register a message in components and in this channel; return its channel key."""
+        message: dict[str, Any] = {"name": name}
+        _set(message, "summary", summary)
+        _set(message, "contentType", content_type)
+        message["payload"] = payload
+        key = component_name(key)
+        component_key = _claim(
+            self.builder.messages, [key, component_name(f"{self.id}.{key}")], message
+        )
+        reference = {"$ref": f"#/components/messages/{component_key}"}
+        return _claim(self.channel["messages"], [key], reference)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _parameters(endpoint: Endpoint, handshake: Handshake) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for name, convertor in endpoint.convertors.items():
+        kind = _CONVERTOR_NAMES.get(convertor, convertor)
+        parameter: dict[str, Any] = {"description": f"Path parameter `{name}` ({kind})."}
+        annotation = handshake.path_types.get(name)
+        if annotation is not None:
+            enum = value_schema(annotation).get("enum")
+            if enum and all(isinstance(value, str) for value in enum):
+                parameter["enum"] = enum
+        parameters[name] = parameter
+    return parameters
+
+
+def _bindings(handshake: Handshake) -> dict[str, Any] | None:
+    binding: dict[str, Any] = {}
+    for field, values in (("query", handshake.query), ("headers", handshake.headers)):
+        if values:
+            schema: dict[str, Any] = {
+                "type": "object",
+                "properties": {name: schema for name, (schema, _) in values.items()},
+            }
+            required = [name for name, (_, needed) in values.items() if needed]
+            if required:
+                schema["required"] = required
+            binding[field] = schema
+    if not binding:
+        return None
+    binding["bindingVersion"] = WS_BINDING_VERSION
+    return {"ws": binding}
+
+
+def _data_annotation(hook: HookPlan) -> Any:
+    if hook.data_name is None:
+        return inspect.Parameter.empty
+    return hints_of(hook.func).get("data", inspect.Parameter.empty)
+
+
+def _return_annotation(hook: HookPlan) -> Any:
+    return hints_of(hook.func).get("return", inspect.Parameter.empty)
+
+
+def _doc(obj: Any) -> str | None:
+    """An object's own docstring (never an inherited one), cleaned."""
+    doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    return inspect.cleandoc(doc) if doc else None
+
+
+def _set(target: dict[str, Any], key: str, value: Any) -> None:
+    if value:
+        target[key] = value
+
+
+def _claim(mapping: dict[str, Any], candidates: list[str], value: Any) -> str:
+    """Store `value` under the first free candidate key (or one holding an equal value)."""
+    for key in candidates:
+        if key not in mapping or mapping[key] == value:
+            mapping[key] = value
+            return key
+    base, n = candidates[-1], 2
+    while f"{base}_{n}" in mapping and mapping[f"{base}_{n}"] != value:
+        n += 1
+    mapping[f"{base}_{n}"] = value
+    return f"{base}_{n}"
