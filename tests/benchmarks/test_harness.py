@@ -1,0 +1,106 @@
+"""The benchmark harness runs end to end on a tiny workload and writes its table and JSON.
+
+No timing is asserted (the machines are shared and noisy): only that every app and
+workload has its row, that the baseline is raw ASGI, and where the files go.
+The harness runs as `python -m benchmarks` in a subprocess, exactly as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+APPS = ("raw", "starlette", "fastapi", "litestar", "lilya", "channels", "tether")
+PEERS = ("raw", "starlette", "fastapi", "litestar", "lilya", "channels")
+WORKLOADS = ("text", "json", "typed", "graph", "bare")
+
+
+def _results_snapshot() -> dict[str, float]:
+    if not RESULTS_DIR.exists():
+        return {}
+    return {p.name: p.stat().st_mtime for p in RESULTS_DIR.iterdir()}
+
+
+def run_harness(out: Path, *flags: str, timeout: float = 240) -> dict[str, Any]:
+    """Run `python -m benchmarks FLAGS --out OUT`; return the JSON it wrote."""
+    before = _results_snapshot()
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *flags, "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _results_snapshot() == before, "the harness wrote into benchmarks/results/"
+    assert (out / "latest.md").is_file()
+    return json.loads((out / "latest.json").read_text())
+
+
+def test_inprocess_quick_run_has_a_row_per_app_and_workload(tmp_path: Path) -> None:
+    results = run_harness(
+        tmp_path, "--quick", "--only", "inprocess", "--messages", "40", "--connections", "8"
+    )
+
+    assert results["machine"]["cpu"] and results["machine"]["python"].startswith("CPython")
+    assert "e2e" not in results
+    inprocess = results["inprocess"]
+    assert set(inprocess) == set(WORKLOADS)
+    for workload, rows in inprocess.items():
+        assert set(rows) | set(results["skipped"]) == set(APPS), workload
+        assert rows["raw"]["ratio_to_raw"] == 1.0
+        for app in PEERS:
+            assert rows[app]["error"] is None, (workload, app, rows[app]["error"])
+            assert rows[app]["median"] > 0 and rows[app]["ratio_to_raw"] > 0
+        if "tether" in rows:  # the controller under test: a result or a reported failure
+            assert rows["tether"]["median"] or rows["tether"]["error"]
+    for app in ("raw", "starlette", "fastapi", "litestar", "channels"):
+        assert inprocess["graph"][app]["teardowns_ok"] is True, app
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "## In-process" in markdown
+    for title in (
+        "raw ASGI",
+        "Starlette WebSocketEndpoint",
+        "FastAPI",
+        "Litestar",
+        "Django Channels",
+    ):
+        assert f"| {title}" in markdown
+    assert "text echo (msg/s)" in markdown and "connect + DI graph (conn/s)" in markdown
+
+
+def test_e2e_quick_run_with_one_app_measures_round_trips_and_handshakes(tmp_path: Path) -> None:
+    results = run_harness(
+        tmp_path,
+        "--quick",
+        "--only",
+        "e2e",
+        "--apps",
+        "raw",
+        "--ws",
+        "websockets",
+        "--duration",
+        "0.2",
+        "--e2e-connections",
+        "1,4",
+    )
+
+    assert "inprocess" not in results
+    row = results["e2e"]["websockets"]["raw"]
+    assert row["error"] is None
+    assert set(row["round_trips"]) == {"1", "4"}
+    for trip in row["round_trips"].values():
+        assert trip["per_second"] > 0 and trip["ratio_to_raw"] == 1.0
+        assert trip["p50_ms"] is not None and trip["p99_ms"] >= trip["p50_ms"]
+    assert row["handshakes_per_second"] > 0
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "## End-to-end: uvicorn `--ws websockets`" in markdown
+    assert "| raw ASGI |" in markdown
