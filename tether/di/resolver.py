@@ -64,9 +64,14 @@ async def _step_out(gen: Any, exc: BaseException | None) -> None:
             gen.throw(exc)
     except (StopIteration, StopAsyncIteration):
         return
-    except Exception as raised:
-        if raised is not exc:
-            logger.exception("teardown of dependency %s raised", _gen_name(gen))
+    except BaseException as raised:
+        # The exception thrown in coming back out (cancellation included) is
+        # expected; the remaining teardowns must still run.
+        if raised is exc:
+            return
+        if not isinstance(raised, Exception):
+            raise
+        logger.exception("teardown of dependency %s raised", _gen_name(gen))
         return
     logger.error("dependency %s yielded more than once; closing it", _gen_name(gen))
     await gen.aclose() if is_async else gen.close()
