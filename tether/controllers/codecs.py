@@ -130,7 +130,7 @@ def compile_decoder(encoding: str | None, annotation: Any) -> Decoder:
         unwrap_annotated(annotation)[0] if annotation is not inspect.Parameter.empty else annotation
     )
     if encoding == "text" or (encoding is None and base is str):
-        frame = _text_frame
+        frame = text_frame
     elif encoding == "bytes" or (encoding is None and base is bytes):
         frame = _bytes_frame
     else:
@@ -241,7 +241,8 @@ def _checking(parse: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:
 _JSON_NAMES = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
 
 
-def _text_frame(message: Message) -> Any:
+def text_frame(message: Message) -> Any:
+    """The text of a text frame; a binary frame is unsupported data (1003)."""
     text = message.get("text")
     if text is None:
         raise DecodeError(UNSUPPORTED_DATA, "expected a text frame")
@@ -262,7 +263,7 @@ def _any_frame(message: Message) -> Any:
 
 def frame_reader(encoding: str | None) -> Decoder:
     """The payload of a message, from the frames `encoding` allows (1003 otherwise)."""
-    return {"text": _text_frame, "bytes": _bytes_frame}.get(encoding, _any_frame)  # type: ignore[arg-type]
+    return {"text": text_frame, "bytes": _bytes_frame}.get(encoding, _any_frame)  # type: ignore[arg-type]
 
 
 def _parsing(frame: Decoder, parse: Callable[[Any], Any]) -> Decoder:

@@ -12,7 +12,13 @@ import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from tether.controllers.codecs import UNSUPPORTED_DATA, DecodeError, encode_reply, loads
+from tether.controllers.codecs import (
+    UNSUPPORTED_DATA,
+    DecodeError,
+    encode_reply,
+    loads,
+    text_frame,
+)
 from tether.controllers.codecs import describe as describe_error
 from tether.controllers.errors import (
     INTERNAL_ERROR,
@@ -235,12 +241,67 @@ class WebSocketController:
                     scope.cancel()
                 if plan.max_concurrency > 1:
                     return await self._receive_concurrently(ctx, scope)
+                if self._is_plain_echo_shape():
+                    return await self._receive_plain(ctx)
                 return await self._receive_in_order(ctx, scope)
             finally:
                 sessions.live.discard(scope)
         reason = "server shutting down" if sessions.stopping else "idle timeout"
         await close_quietly(ctx.websocket, GOING_AWAY, reason)
         return GOING_AWAY
+
+    def _is_plain_echo_shape(self) -> bool:
+        """Whether the connection can take `_receive_plain`, the hot path."""
+        plan, hook = self._plan, self._plan.receive
+        return (
+            hook is not None
+            and not self._routes
+            and hook.per_call is None
+            and hook.is_async
+            and hook.data_first
+            and not plan.checks_messages
+            and plan.idle_timeout is None
+        )
+
+    async def _receive_plain(self, ctx: Context) -> int:
+        """`_receive_in_order` for the common case, with nothing between the hook and the wire.
+
+        One async `on_receive(data)`, no limits: per message this is one
+        decode call, one await of the hook and one ASGI send.
+        """
+        websocket = ctx.websocket
+        receive, send = self._receive, self._send
+        decode = self._plan.receive.decode
+        text_only = decode is text_frame
+        on_receive = self._on_receive
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                try:
+                    # Text frames to a str hook need no decoder call at all.
+                    data = message.get("text") if text_only else None
+                    if data is None:
+                        data = decode(message)
+                except DecodeError as exc:
+                    await self.on_decode_error(websocket, exc)
+                    if websocket.application_state is not CONNECTED:
+                        return websocket.close_code or NO_STATUS
+                    continue
+                result = await on_receive(data)
+                if websocket.application_state is not CONNECTED:
+                    return websocket.close_code or NO_STATUS
+                if result is not None:
+                    try:
+                        await send(
+                            {"type": "websocket.send", "text": result}
+                            if type(result) is str
+                            else encode_reply(result)
+                        )
+                    except OSError:
+                        _client_gone(websocket)
+            elif kind == "websocket.disconnect":
+                return self._client_closed(message, ctx)
 
     async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope) -> int:
         websocket = ctx.websocket
@@ -401,7 +462,10 @@ class WebSocketController:
     async def _reply(self, value: Any) -> None:
         websocket = self.websocket
         if websocket.application_state is CONNECTED:
-            await websocket.send(encode_reply(value))
+            try:
+                await self._send(encode_reply(value))
+            except OSError:
+                _client_gone(websocket)
 
     # -- endings ---------------------------------------------------------------------
 
@@ -462,6 +526,12 @@ class WebSocketController:
             await self._call(hook, bound, ctx)
         except Exception:
             logger.exception("%s.on_disconnect raised", type(self).__name__)
+
+
+def _client_gone(websocket: WebSocket) -> None:
+    # As Starlette's WebSocket.send does: a failed send means the client left.
+    websocket.application_state = DISCONNECTED
+    raise WebSocketDisconnect(ABNORMAL)
 
 
 async def _upgrade_required(send: Callable[[Message], Awaitable[None]]) -> None:
