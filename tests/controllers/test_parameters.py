@@ -360,3 +360,22 @@ async def test_a_missing_path_param_refuses_and_names_it(caplog: pytest.LogCaptu
     assert refused.value.status == 403
     assert "path parameter 'room'" in refused.value.reason
     assert any("path parameter 'room'" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_value_only_a_message_scoped_dependency_reads_is_checked_at_connect() -> None:
+    def token_of(token: str = Query()) -> str:
+        return token
+
+    class PerMessage(WebSocketController):
+        async def on_receive(self, data: str, token: str = Provide(token_of, scope="message")):
+            return f"{data}:{token}"
+
+    with pytest.raises(HandshakeRejected) as refused:
+        async with connect(PerMessage, "/"):
+            pass
+    assert refused.value.status == 403
+    assert "query parameter 'token'" in refused.value.reason
+
+    async with connect(PerMessage, "/?token=t") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "hi:t"

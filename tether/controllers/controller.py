@@ -222,6 +222,8 @@ class WebSocketController:
     async def _bound(self, hook: HookPlan | None, ctx: Context) -> Callable[..., Any] | None:
         if hook is None:
             return None
+        for check in hook.checks:
+            check(ctx)
         method = hook.func.__get__(self)
         if not hook.static:
             return method

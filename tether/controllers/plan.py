@@ -21,8 +21,10 @@ from tether.controllers.guards import OriginPolicy, Permission
 from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
 from tether.di.compiler import (
+    CONNECTION,
     CONNECTION_NAMES,
     MESSAGE,
+    RESERVED,
     CallPlan,
     ConfigurationError,
     Param,
@@ -45,6 +47,7 @@ class HookPlan:
     """
 
     __slots__ = (
+        "checks",
         "convert",
         "data_first",
         "data_name",
@@ -68,6 +71,9 @@ class HookPlan:
         self.data_first = bool(params) and params[0].name == "data"
         only_data = all(p.name == "data" and p.dependency is None for p in varying)
         self.per_call: tuple[Param, ...] | None = None if only_data else varying
+        # Request values that only per-call dependencies read are still checked
+        # at connect, so a missing one refuses the handshake.
+        self.checks = tuple(_request_values(varying))
         self.decode: Callable[[dict[str, Any]], Any] | None = None
         self.convert: Callable[[Any], Any] | None = None
         self.returns: Any = inspect.signature(func).return_annotation
@@ -116,6 +122,16 @@ class ControllerPlan:
     def checks_messages(self) -> bool:
         """Whether each received message passes a size or rate check."""
         return self.max_message_size is not None or self.rate_limit is not None
+
+
+def _request_values(params: tuple[Param, ...]) -> list[Callable[[Any], Any]]:
+    getters = []
+    for param in params:
+        if param.dependency is not None:
+            getters += _request_values(param.dependency.plan.params)
+        elif param.level <= CONNECTION and param.name not in RESERVED and param.get:
+            getters.append(param.get)
+    return getters
 
 
 def compile_controller(cls: type, base: type) -> ControllerPlan:
