@@ -157,12 +157,23 @@ class WebSocketController:
             self._error = exc
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                if websocket.accepted:
-                    if code is None:
-                        code = websocket.close_code or await self._client_close_code(0.1)
-                    await self._disconnected(ctx, code)
-                await ctx.connection.aclose(self._error)
+            if self._has_endings(ctx, code):
+                with anyio.CancelScope(shield=True):
+                    await self._end(ctx, code)
+
+    def _has_endings(self, ctx: Context, code: int | None) -> bool:
+        """Whether anything must run after the session: on_disconnect or teardown."""
+        accepted = self.websocket.accepted
+        needs_code = accepted and code is None
+        return bool(ctx.connection.exits or needs_code or (accepted and self._plan.disconnect))
+
+    async def _end(self, ctx: Context, code: int | None) -> None:
+        websocket = self.websocket
+        if websocket.accepted:
+            if code is None:
+                code = websocket.close_code or await self._client_close_code(0.1)
+            await self._disconnected(ctx, code)
+        await ctx.connection.aclose(self._error)
 
     async def _session(self, ctx: Context) -> int | None:
         """Run the connection; return the code for on_disconnect (None if never accepted)."""
