@@ -9,19 +9,15 @@ containers and unions), with the validator built once per hook.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import decimal
-import enum
 import inspect
 import json
 import types
 import typing
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from tether.di.conversion import unwrap_annotated
+from tether.frames import encode_frame, loads
 
 try:
     import msgspec
@@ -53,66 +49,9 @@ class DecodeError(Exception):
         self.reason = reason
 
 
-# -- JSON, the fastest available way ------------------------------------------------
-
-
-def _default(value: Any) -> Any:
-    if hasattr(value, "model_dump"):  # pydantic
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if msgspec is not None and isinstance(value, msgspec.Struct):
-        return msgspec.to_builtins(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (uuid.UUID, decimal.Decimal)):
-        return str(value)
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
-
-
-def _enc_hook(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
-
-
-if msgspec is not None:
-    _loads = msgspec.json.decode
-    _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-
-    def dumps(value: Any) -> str:
-        """Encode a value as compact JSON text with unescaped UTF-8."""
-        return _encoder.encode(value).decode()
-
-else:  # pragma: no cover
-    _loads = json.loads
-    _stdlib_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default)
-    dumps = _stdlib_encoder.encode
-
-
-def loads(raw: str | bytes) -> Any:
-    """Parse JSON text or UTF-8 bytes; raises `ValueError` when malformed."""
-    return _loads(raw)
-
-
-# -- replies ----------------------------------------------------------------------
-
-
 def encode_reply(value: Any) -> Message:
-    """The ASGI message for a hook's return value.
-
-    `str` goes out as a text frame, `bytes` as a binary frame, anything else
-    (dicts, lists, dataclasses, pydantic models, msgspec Structs) as JSON text.
-    """
-    if type(value) is str:
-        return {"type": "websocket.send", "text": value}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"type": "websocket.send", "bytes": bytes(value)}
-    return {"type": "websocket.send", "text": dumps(value)}
+    """The ASGI message for a hook's return value (see `tether.frames.encode_frame`)."""
+    return encode_frame(value)
 
 
 # -- decoding ---------------------------------------------------------------------

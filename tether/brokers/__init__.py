@@ -1,0 +1,41 @@
+"""Groups and pub/sub: brokers that fan a published message out to members.
+
+`MemoryBroker` (the default) works within one process; `RedisBroker` spans
+processes and machines and needs the `redis` extra (`pip install tether[redis]`),
+imported only when `RedisBroker` is first used. `OutboundQueue` is the bounded
+per-connection buffer a member wraps around its ASGI `send`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tether.brokers.base import Broker, Member
+from tether.brokers.memory import MemoryBroker
+from tether.brokers.outbound import CLOSE_TRY_AGAIN_LATER, OutboundQueue
+from tether.frames import encode_frame
+
+if TYPE_CHECKING:
+    from tether.brokers.redis import RedisBroker
+
+__all__ = [
+    "CLOSE_TRY_AGAIN_LATER",
+    "Broker",
+    "Member",
+    "MemoryBroker",
+    "OutboundQueue",
+    "RedisBroker",
+    "encode_frame",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisBroker":
+        try:
+            from tether.brokers.redis import RedisBroker
+        except ImportError as exc:
+            raise ImportError(
+                "RedisBroker needs the redis package: pip install 'tether[redis]'"
+            ) from exc
+        return RedisBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,93 @@
+"""The broker interface: named groups of members, and publishing to them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Broker", "Member"]
+
+
+@runtime_checkable
+class Member(Protocol):
+    """Whatever receives group messages, usually a connection's `OutboundQueue`.
+
+    `deliver` gets a ready ASGI message (`{"type": "websocket.send", "text": ...}`
+    or `"bytes"`), shared read-only with every other receiver of the same
+    publish. It must not block and must not raise: a publisher never waits for
+    a slow member. It may be called from another thread when one broker is
+    shared by connections running on several event loops (Starlette's
+    `TestClient`); `OutboundQueue.deliver` is safe for that.
+
+    Members are told apart by identity, so any object works, hashable or not.
+    """
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Accept one outgoing message without blocking."""
+
+
+class Broker(ABC):
+    """Groups of members and fan-out to them.
+
+    A member joins a group with `subscribe`, leaves it with `unsubscribe`, and
+    leaves every group with `unsubscribe_all` (call it when a connection
+    closes, on every exit path). `publish` sends one message to every member of
+    a group. It works from anywhere: a controller, an HTTP endpoint, a
+    background job.
+
+    Brokers connect lazily on first use; `start()` and `stop()` (or
+    `async with broker:`) tie them to an application's lifespan instead.
+    """
+
+    @abstractmethod
+    async def subscribe(self, group: str, member: Member) -> None:
+        """Add `member` to `group`; return once the subscription is confirmed.
+
+        Everything published to `group` after this returns reaches `member`.
+        Subscribing twice is harmless.
+        """
+
+    @abstractmethod
+    async def unsubscribe(self, group: str, member: Member) -> None:
+        """Remove `member` from `group`. Idempotent; no delivery happens after it returns."""
+
+    @abstractmethod
+    async def unsubscribe_all(self, member: Member) -> None:
+        """Remove `member` from every group it joined.
+
+        Idempotent, never raises for an unknown member, and safe to await in a
+        shielded cleanup scope: the member stops receiving at once, before any
+        network round trip.
+        """
+
+    @abstractmethod
+    async def publish(self, group: str, message: Any, *, exclude: Member | None = None) -> None:
+        """Send `message` to every member of `group` except `exclude`.
+
+        `str` goes out as a text frame, `bytes` as a binary frame, anything
+        else (dict, list, dataclass, pydantic model, msgspec Struct) as compact
+        JSON text with unescaped UTF-8. The message is encoded once per
+        publish. Messages from one publisher to one group arrive at every
+        member in publish order.
+        """
+
+    async def start(self) -> None:
+        """Connect now instead of on first use (call from an app's lifespan startup)."""
+        return None  # brokers with nothing to connect need no startup
+
+    async def stop(self) -> None:
+        """Release connections and background work (call from lifespan shutdown)."""
+        return None
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,203 @@
+"""`OutboundQueue`: a connection's bounded buffer between publishers and the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import anyio
+
+__all__ = ["CLOSE_TRY_AGAIN_LATER", "OutboundQueue"]
+
+CLOSE_TRY_AGAIN_LATER = 1013
+"""Close code sent when the `"close"` policy gives up on a slow client."""
+
+OverflowPolicy = Literal["drop_oldest", "close"]
+
+
+class OutboundQueue:
+    """A bounded, ordered queue of ASGI messages, drained into `send` by `run()`.
+
+    It is a broker `Member`: `deliver(message)` never blocks, so a publisher
+    never waits for a slow client, and the queue never holds more than
+    `maxsize` messages. When it is full:
+
+    - `policy="drop_oldest"` (default) drops the oldest queued message and
+      counts it in `dropped`;
+    - `policy="close"` stops accepting messages, and `run()` sends
+      `{"type": "websocket.close", "code": 1013}` (Try Again Later) itself and
+      returns; `overflowed` is then True so the owner can end the connection.
+
+    The owner runs `run()` in its own task group and calls `close()` (or
+    cancels) to stop it; no task is ever started from `deliver`. `deliver` and
+    `close` may be called from another thread (another event loop); the
+    waiting `run()` is woken thread-safely.
+    """
+
+    __slots__ = (
+        "_close_on_full",
+        "_event",
+        "_maxsize",
+        "_queue",
+        "_send",
+        "_stopped",
+        "_thread",
+        "_waiting",
+        "_wake_threadsafe",
+        "closed",
+        "dropped",
+        "overflowed",
+    )
+
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        maxsize: int = 1024,
+        policy: OverflowPolicy = "drop_oldest",
+    ) -> None:
+        """Create a queue that writes to the ASGI `send` callable.
+
+        `send` may also be Starlette's `WebSocket.send`, which keeps the
+        websocket's state machine in step with the close sent on overflow.
+        """
+        if maxsize < 1:
+            raise ValueError(f"OutboundQueue maxsize must be at least 1, got {maxsize}")
+        if policy not in ("drop_oldest", "close"):
+            raise ValueError(
+                f"OutboundQueue policy must be 'drop_oldest' or 'close', got {policy!r}"
+            )
+        self._send = send
+        self._maxsize = maxsize
+        self._close_on_full = policy == "close"
+        # For "drop_oldest" the deque's own bound does the dropping, atomically.
+        self._queue: deque[dict[str, Any]] = deque(maxlen=maxsize)
+        self._event: anyio.Event | None = None
+        self._waiting = False
+        self._stopped = False
+        self._thread: int | None = None
+        self._wake_threadsafe: Callable[[], None] | None = None
+        self.closed = False
+        """True once `close()` was called or `run()` has returned."""
+        self.dropped = 0
+        """How many messages `drop_oldest` has discarded."""
+        self.overflowed = False
+        """True once the `close` policy gave up on this client (close code 1013)."""
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def maxsize(self) -> int:
+        """The most messages the queue holds at once."""
+        return self._maxsize
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Queue `message` for sending, without blocking; see the class for a full queue."""
+        if self._stopped:
+            return
+        queue = self._queue
+        if len(queue) >= self._maxsize:
+            if self._close_on_full:
+                self.overflowed = True
+                self._stopped = True
+                queue.clear()
+                self._wake()
+                return
+            self.dropped += 1
+        queue.append(message)
+        if self._waiting:
+            self._wake()
+
+    def close(self) -> None:
+        """Stop `run()` after the message it is sending; queued messages are discarded."""
+        self.closed = True
+        if not self._stopped:
+            self._stopped = True
+            self._wake()
+
+    async def run(self) -> None:
+        """Send queued messages in order until `close()`, overflow or cancellation.
+
+        Run it in the connection's task group. An exception from `send` (the
+        client went away) propagates to the owner. On overflow with the
+        `"close"` policy, sends the 1013 close message and returns.
+        """
+        if self._thread is not None:
+            raise RuntimeError("OutboundQueue.run() is already running or has finished")
+        self._thread = threading.get_ident()
+        self._wake_threadsafe = _threadsafe_caller(self._set_event)
+        queue, send = self._queue, self._send
+        try:
+            while True:
+                while queue and not self._stopped:
+                    await send(queue.popleft())
+                if self._stopped:
+                    break
+                self._event = anyio.Event()
+                self._waiting = True
+                # A message or close() may have come in since the inner loop ended.
+                if queue or self._stopped:
+                    self._waiting = False
+                    continue
+                await self._event.wait()
+            if self.overflowed:
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": CLOSE_TRY_AGAIN_LATER,
+                        "reason": "outbound queue full",
+                    }
+                )
+        finally:
+            self._stopped = True
+            self.closed = True
+            self._waiting = False
+            queue.clear()
+
+    def _wake(self) -> None:
+        self._waiting = False
+        if self._event is None:
+            return
+        if threading.get_ident() == self._thread:
+            self._event.set()
+        elif self._wake_threadsafe is not None:
+            self._wake_threadsafe()
+
+    def _set_event(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+
+def _threadsafe_caller(callback: Callable[[], None]) -> Callable[[], None]:
+    """Return a function that runs `callback` soon on the current event loop, from any thread.
+
+    It never blocks the calling thread, and does nothing once the loop is gone.
+    """
+    trio = sys.modules.get("trio")  # only a trio program has imported it
+    if trio is not None:
+        try:
+            token = trio.lowlevel.current_trio_token()
+        except RuntimeError:  # trio is imported, but this is not a trio run
+            token = None
+        if token is not None:
+
+            def call_trio() -> None:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(callback)
+
+            return call_trio
+
+    loop = asyncio.get_running_loop()
+
+    def call_asyncio() -> None:
+        # RuntimeError: the loop is closed, so nobody is left to wake.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback)
+
+    return call_asyncio

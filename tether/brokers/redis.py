@@ -1,0 +1,482 @@
+"""`RedisBroker`: groups that span processes and machines, over Redis pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+from uuid import uuid4
+
+import anyio
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisError
+
+from tether.brokers.base import Broker, Member
+from tether.brokers.groups import GroupTable
+from tether.frames import encode_frame
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("tether")
+
+T = TypeVar("T")
+
+# Wire format of one published message:
+#     b"tether1 " + origin (32 hex digits) + b" " + kind (b"t" text | b"b" bytes) + b"\n" + body
+# The header lets a receiver skip its own messages without touching the body.
+_MAGIC = b"tether1 "
+_HEADER_SIZE = len(_MAGIC) + 32 + 3
+_REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class RedisBroker(Broker):
+    """Fan-out across processes and machines through Redis pub/sub.
+
+    ```python
+    broker = RedisBroker("redis://localhost:6379/0")
+    await broker.subscribe("room:1", queue)      # queue: an OutboundQueue
+    await broker.publish("room:1", {"text": "hi"})
+    ```
+
+    How it works:
+
+    - Each process holds one Redis subscription per group that has local
+      members: SUBSCRIBE when the first local member joins, UNSUBSCRIBE when
+      the last leaves. A node therefore only receives groups it serves.
+      `subscribe` returns once Redis has acknowledged the SUBSCRIBE.
+    - `publish` delivers to local members directly (no round trip), then
+      PUBLISHes one pre-encoded payload. Each receiving process decodes it once
+      and hands the same ASGI message to all its members. The payload carries
+      the publishing process's id; a process skips its own messages, so local
+      members get each message exactly once and `exclude` (a member of the
+      publishing process) is honoured on every node.
+    - Messages from one publisher to one group arrive in publish order.
+    - A reader task receives pub/sub messages. It must outlive every
+      connection, so the broker owns it: it is started by `start()` or lazily
+      by the first call, on the event loop of that call, and is cancelled and
+      awaited by `stop()`. Calls made from another event loop that is running
+      in another thread are forwarded to that loop; when the loop the broker
+      was bound to has been closed, the next call re-binds it to the caller's.
+    - When Redis goes away, the reader reconnects with exponential backoff
+      (`reconnect_delay` doubling up to `max_reconnect_delay`), re-subscribes
+      to every group that has local members, and logs on logger `tether`.
+      Meanwhile local delivery keeps working. Remote members miss what is
+      published while this process is disconnected (pub/sub keeps no
+      backlog), and `subscribe` returns without waiting for Redis.
+
+    Needs asyncio (`redis.asyncio` is asyncio-only); under trio use
+    `MemoryBroker`. Install with `pip install tether[redis]`.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        channel_prefix: str = "tether:",
+        reconnect_delay: float = 0.1,
+        max_reconnect_delay: float = 5.0,
+        timeout: float = 5.0,
+        **connection_kwargs: Any,
+    ) -> None:
+        """Configure the broker; nothing connects until `start()` or first use.
+
+        `channel_prefix` namespaces the Redis channels (group `g` is channel
+        `tether:g`). `timeout` bounds connecting, each command, and the wait
+        for a subscription to be confirmed. Extra keyword arguments go to
+        `redis.asyncio.ConnectionPool.from_url` (e.g. `password`, `ssl_*`).
+        """
+        self.url = url
+        self.channel_prefix = channel_prefix
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.timeout = timeout
+        self._connection_kwargs = connection_kwargs
+        self._prefix = channel_prefix.encode()
+        self._origin = uuid4().hex.encode()
+        self._table = GroupTable()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reset_connection_state()
+
+    def _reset_connection_state(self) -> None:
+        self._pool: ConnectionPool | None = None
+        self._publisher: Redis | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._connected: asyncio.Event | None = None
+        self._attempted: asyncio.Event | None = None  # the first connect succeeded or failed
+        self._conn: AbstractConnection | None = None  # the subscriber, once usable
+        self._channels: set[bytes] = set()  # SUBSCRIBEd on the current connection
+        self._acks: dict[bytes, deque[asyncio.Event]] = {}
+        self._inflight: dict[bytes, asyncio.Event] = {}
+        self._down = False
+        self._publish_failing = False
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while the subscriber connection to Redis is up (and subscribed)."""
+        return self._connected is not None and self._connected.is_set()
+
+    async def start(self) -> None:
+        """Start the reader now and wait (up to `timeout`) for its first connection attempt.
+
+        Does not raise when Redis is unreachable: the reader keeps retrying
+        (see `connected`) and local delivery works meanwhile.
+        """
+        if self._bind():
+            await self._wait_connected()
+        else:
+            await self._on_home_loop(self._wait_connected())
+
+    async def stop(self) -> None:
+        """Cancel the reader and close the connections. The broker restarts on next use.
+
+        Local members stay subscribed; on restart their groups are subscribed again.
+        """
+        loop = self._loop
+        if loop is None or self._reader_task is None:
+            return
+        current = self._current_loop()
+        if loop.is_closed() or (current is not loop and not loop.is_running()):
+            self._reset_connection_state()  # its loop is gone: nothing left to close there
+            return
+        if current is loop:
+            await self._shutdown()
+        else:
+            await self._on_home_loop(self._shutdown())
+
+    async def subscribe(self, group: str, member: Member) -> None:
+        """Add `member` to `group`; return once Redis has acknowledged the subscription.
+
+        Raises `TimeoutError` (and leaves `member` out of `group`) if Redis
+        neither confirms nor drops the connection within `timeout`.
+        """
+        home = self._bind()
+        self._table.add(group, member)
+        try:
+            if home:
+                await self._subscribe_confirmed(group)
+            else:
+                await self._on_home_loop(self._subscribe_confirmed(group))
+        except BaseException:
+            self._table.discard(group, member)
+            raise
+
+    async def unsubscribe(self, group: str, member: Member) -> None:
+        """Remove `member` from `group`; idempotent. The last local member's leave unsubscribes."""
+        if self._table.discard(group, member):
+            await self._forget([group])
+
+    async def unsubscribe_all(self, member: Member) -> None:
+        """Remove `member` from every group; idempotent and safe in shielded cleanup.
+
+        The member stops receiving at once; the Redis UNSUBSCRIBE for groups
+        left empty is bounded by `timeout` and never raises.
+        """
+        emptied = self._table.discard_all(member)
+        if emptied:
+            await self._forget(emptied)
+
+    async def publish(self, group: str, message: Any, *, exclude: Member | None = None) -> None:
+        """Deliver `message` to local members of `group` now, then to other processes via Redis.
+
+        While this process is disconnected from Redis, only local members
+        receive it; the failure is logged once per outage, never raised.
+        """
+        frame = encode_frame(message)
+        home = self._bind()
+        self._table.deliver(group, frame, exclude)
+        if self._down:
+            return
+        text = frame.get("text")
+        if text is not None:
+            payload = b"%s%s t\n%s" % (_MAGIC, self._origin, text.encode())
+        else:
+            payload = b"%s%s b\n%s" % (_MAGIC, self._origin, frame["bytes"])
+        channel = self._prefix + group.encode()
+        if home:
+            await self._publish_remote(channel, payload)
+        else:
+            await self._on_home_loop(self._publish_remote(channel, payload))
+
+    def groups(self) -> list[str]:
+        """The groups that have members in this process."""
+        return self._table.groups()
+
+    def members(self, group: str) -> tuple[Member, ...]:
+        """The members of `group` in this process."""
+        return self._table.members(group)
+
+    # -- event loop ownership ---------------------------------------------
+
+    def _current_loop(self) -> asyncio.AbstractEventLoop:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "RedisBroker needs asyncio (redis.asyncio is asyncio-only); "
+                "under trio use MemoryBroker, or run the app on asyncio"
+            ) from None
+
+    def _bind(self) -> bool:
+        """Make sure the reader runs; return True if the caller is on the broker's loop."""
+        loop = self._current_loop()
+        home = self._loop
+        if home is loop:
+            if self._reader_task is None:
+                self._start_reader()
+            return True
+        if home is not None and not home.is_closed() and home.is_running():
+            return False
+        if home is not None:
+            logger.info("RedisBroker: event loop %r is gone, moving to %r", home, loop)
+            self._reset_connection_state()
+        self._loop = loop
+        self._start_reader()
+        return True
+
+    async def _on_home_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop the broker is bound to, from another loop's thread."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return await asyncio.wrap_future(future)
+
+    def _start_reader(self) -> None:
+        kwargs: dict[str, Any] = {
+            "socket_connect_timeout": self.timeout,
+            "socket_timeout": self.timeout,
+            "socket_keepalive": True,
+            "retry": None,  # we retry ourselves; redis-py's retries would stall a publish
+            **self._connection_kwargs,
+            "decode_responses": False,
+            "protocol": 2,
+        }
+        self._pool = ConnectionPool.from_url(self.url, **kwargs)
+        self._publisher = Redis(connection_pool=self._pool)
+        self._lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._attempted = asyncio.Event()
+        assert self._loop is not None
+        self._reader_task = self._loop.create_task(self._read_forever(), name="tether-redis-reader")
+
+    async def _shutdown(self) -> None:
+        task, pool, publisher = self._reader_task, self._pool, self._publisher
+        conn = self._conn
+        self._reset_connection_state()
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        if conn is not None:
+            await conn.disconnect()
+        if publisher is not None:
+            await publisher.aclose()
+        if pool is not None:
+            await pool.disconnect()
+
+    async def _wait_connected(self) -> None:
+        """Wait (bounded) for the reader's first connection attempt to succeed or fail."""
+        assert self._attempted is not None
+        with anyio.move_on_after(self.timeout):
+            await self._attempted.wait()
+
+    # -- the reader ---------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        if self._pool is None:
+            return "?"
+        kwargs = self._pool.connection_kwargs
+        if "path" in kwargs:
+            return str(kwargs["path"])
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    async def _read_forever(self) -> None:
+        """Connect, (re)subscribe, and route pub/sub messages; reconnect with backoff."""
+        pool = self._pool
+        assert pool is not None and self._lock is not None
+        assert self._connected is not None and self._attempted is not None
+        delay = self.reconnect_delay
+        failures = 0
+        while True:
+            conn = pool.make_connection()
+            try:
+                await conn.connect()
+                async with self._lock:
+                    channels = [self._prefix + group.encode() for group in self._table.groups()]
+                    self._conn = conn
+                    if channels:
+                        await self._send(conn, "SUBSCRIBE", channels)
+                if failures:
+                    logger.info(
+                        "RedisBroker reconnected to Redis at %s, re-subscribed to %d group(s)",
+                        self._where,
+                        len(channels),
+                    )
+                self._down = False
+                self._connected.set()
+                self._attempted.set()
+                failures, delay = 0, self.reconnect_delay
+                while True:
+                    self._route(await conn.read_response(timeout=math.inf))
+            except asyncio.CancelledError:
+                # By stop(), or by the loop shutting down (asyncio.run cancels
+                # leftover tasks): either way, close what this reader owns.
+                if self._reader_task is asyncio.current_task():
+                    self._lost()
+                await conn.disconnect(nowait=True)
+                await pool.disconnect()
+                raise
+            except Exception as exc:
+                self._lost()
+                await conn.disconnect(nowait=True)
+                self._attempted.set()
+                level = logging.WARNING if failures == 0 else logging.DEBUG
+                logger.log(
+                    level,
+                    "RedisBroker lost Redis at %s (%s); local delivery continues, "
+                    "retrying in %.2fs",
+                    self._where,
+                    exc,
+                    delay,
+                )
+                failures += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)
+
+    def _lost(self) -> None:
+        """Forget the subscriber connection and release everyone waiting on it."""
+        self._conn = None
+        self._down = True
+        self._channels.clear()
+        if self._connected is not None:
+            self._connected.clear()
+        for waiting in self._acks.values():
+            for event in waiting:
+                event.set()
+        self._acks.clear()
+        self._inflight.clear()
+
+    def _route(self, response: Any) -> None:
+        kind = response[0]
+        if kind == b"message":
+            self._deliver_remote(response[1], response[2])
+        elif kind == b"subscribe":
+            channel = response[1]
+            waiting = self._acks.get(channel)
+            if waiting:
+                event = waiting.popleft()
+                if not waiting:
+                    del self._acks[channel]
+                if self._inflight.get(channel) is event:
+                    del self._inflight[channel]
+                event.set()
+
+    def _deliver_remote(self, channel: bytes, data: bytes) -> None:
+        group = channel[len(self._prefix) :].decode()
+        if data.startswith(_MAGIC):
+            header = data[:_HEADER_SIZE]
+            if header[len(_MAGIC) : len(_MAGIC) + 32] == self._origin:
+                return  # ours: already delivered locally when it was published
+            body = data[_HEADER_SIZE:]
+            if header[-2:-1] == b"t":
+                frame = {"type": "websocket.send", "text": body.decode()}
+            else:
+                frame = {"type": "websocket.send", "bytes": body}
+        else:
+            # Published by something else (e.g. `redis-cli PUBLISH tether:room hi`).
+            try:
+                frame = {"type": "websocket.send", "text": data.decode()}
+            except UnicodeDecodeError:
+                frame = {"type": "websocket.send", "bytes": data}
+        self._table.deliver(group, frame, None)
+
+    # -- subscription bookkeeping (on the broker's loop) ---------------------
+
+    async def _send(self, conn: AbstractConnection, command: str, channels: list[bytes]) -> None:
+        """Send (UN)SUBSCRIBE; the caller holds the lock. Bookkeeping happens before the
+        write, so the reader's `_lost()` after a failed write always has the last word."""
+        if command == "SUBSCRIBE":
+            self._channels.update(channels)
+            for channel in channels:
+                event = asyncio.Event()
+                self._acks.setdefault(channel, deque()).append(event)
+                self._inflight[channel] = event
+        else:
+            self._channels.difference_update(channels)
+        try:
+            await conn.send_command(command, *channels, check_health=False)
+        except _REDIS_DOWN:
+            # The reader sees the broken connection too and reconnects.
+            await conn.disconnect(nowait=True)
+
+    async def _sync_channels(self, groups: Iterable[str]) -> list[asyncio.Event]:
+        """Make Redis subscriptions match local membership for `groups`.
+
+        Returns the pending acknowledgements the caller should wait for.
+        """
+        assert self._lock is not None
+        async with self._lock:
+            conn = self._conn
+            if conn is None or not conn.is_connected:
+                return []  # down: the reader re-subscribes everything on reconnect
+            join: list[bytes] = []
+            leave: list[bytes] = []
+            for group in groups:
+                channel = self._prefix + group.encode()
+                wanted = group in self._table
+                if wanted and channel not in self._channels:
+                    join.append(channel)
+                elif not wanted and channel in self._channels:
+                    leave.append(channel)
+            if leave:
+                await self._send(conn, "UNSUBSCRIBE", leave)
+            if join:
+                await self._send(conn, "SUBSCRIBE", join)
+            pending = (self._inflight.get(self._prefix + group.encode()) for group in groups)
+            return [event for event in pending if event is not None]
+
+    async def _subscribe_confirmed(self, group: str) -> None:
+        with anyio.fail_after(self.timeout):
+            # On first use the reader is still connecting; it subscribes every
+            # group in the table, ours included, once it is through.
+            await self._wait_connected()
+            pending = await self._sync_channels([group])
+            for event in pending:
+                await event.wait()
+
+    async def _forget(self, groups: list[str]) -> None:
+        """UNSUBSCRIBE groups left empty; bounded, never raises, skipped if not bound."""
+        loop = self._loop
+        if loop is None or self._reader_task is None or not loop.is_running():
+            return
+        try:
+            with anyio.move_on_after(self.timeout):
+                if asyncio.get_running_loop() is loop:
+                    await self._sync_channels(groups)
+                else:
+                    await self._on_home_loop(self._sync_channels(groups))
+        except Exception as exc:  # cleanup must not fail; a stray subscription is harmless
+            logger.debug("RedisBroker: UNSUBSCRIBE %s failed: %s", groups, exc)
+
+    async def _publish_remote(self, channel: bytes, payload: bytes) -> None:
+        assert self._publisher is not None
+        try:
+            await self._publisher.publish(channel, payload)
+        except _REDIS_DOWN as exc:
+            if not self._publish_failing:
+                self._publish_failing = True
+                logger.warning(
+                    "RedisBroker cannot publish to Redis at %s (%s); "
+                    "only local members receive messages until it is back",
+                    self._where,
+                    exc,
+                )
+        else:
+            if self._publish_failing:
+                self._publish_failing = False
+                logger.info("RedisBroker publishing to Redis at %s again", self._where)
