@@ -6,12 +6,14 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import anyio
+from anyio.abc import TaskGroup
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
+from tether.brokers import Broker, MemoryBroker
 from tether.controllers.codecs import (
     UNSUPPORTED_DATA,
     DecodeError,
@@ -32,11 +34,12 @@ from tether.controllers.errors import (
 from tether.controllers.guards import negotiate_subprotocol
 from tether.controllers.lifespan import serve_lifespan
 from tether.controllers.limits import MESSAGE_TOO_BIG, RateLimit, TokenBucket, message_size
+from tether.controllers.membership import Membership
 from tether.controllers.plan import ControllerPlan, HookPlan, compile_controller
 from tether.controllers.shutdown import GOING_AWAY, sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.compiler import ParameterError
-from tether.di.resolver import Context, ScopeState, solve
+from tether.di.resolver import Context, ScopeState, overrides, solve
 
 logger = logging.getLogger("tether")
 
@@ -45,6 +48,8 @@ CONNECTED = WebSocketState.CONNECTED
 DISCONNECTED = WebSocketState.DISCONNECTED
 NO_STATUS = 1005
 ABNORMAL = 1006
+# The broker of every controller that does not set its own: in-process groups.
+default_broker = MemoryBroker()
 # How long to wait for the server's disconnect message once the client is gone.
 DRAIN_SECONDS = 1.0
 
@@ -73,6 +78,10 @@ class WebSocketController:
         rate_limit: a `RateLimit`; over it closes with 1008 (or drops).
         idle_timeout: seconds without a message before closing with 1001.
         max_concurrency: handlers in flight per connection (1: strict order).
+        broker: where `join`/`publish` go; one in-process `MemoryBroker` by
+            default, `RedisBroker(url)` to span processes.
+        outbound_maxsize: group messages a connection may have waiting.
+        outbound_policy: when they overflow, `"drop_oldest"` or `"close"` (1013).
     """
 
     encoding: ClassVar[str | None] = None
@@ -87,6 +96,13 @@ class WebSocketController:
     rate_limit: ClassVar[RateLimit | None] = None
     idle_timeout: ClassVar[float | None] = None
     max_concurrency: ClassVar[int] = 1
+    broker: ClassVar[Broker] = default_broker
+    outbound_maxsize: ClassVar[int] = 1024
+    outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
+
+    _membership: Membership | None = None
+    _tasks: TaskGroup | None = None
+    _wants_delivery = False
 
     _plan: ClassVar[ControllerPlan]
 
@@ -139,13 +155,56 @@ class WebSocketController:
             return
         await close_quietly(websocket, INTERNAL_ERROR, "Internal error")
 
+    # -- groups ------------------------------------------------------------------------
+
+    async def join(self, group: str) -> None:
+        """Join `group`; returns once the broker confirmed, so nothing later is missed.
+
+        Messages published to the group are sent to this connection through a
+        bounded queue (`outbound_maxsize`, `outbound_policy`). The connection
+        leaves all its groups when it closes, however it closes.
+        """
+        membership = self._membership
+        if membership is None:
+            membership = self._membership = Membership(
+                self.broker,
+                self.websocket,
+                maxsize=self.outbound_maxsize,
+                policy=self.outbound_policy,
+            )
+            if self._tasks is not None:
+                self._tasks.start_soon(self._deliver, self._tasks)
+            else:
+                self._wants_delivery = True  # the receive loop starts delivery
+        await membership.join(group)
+
+    async def leave(self, group: str) -> None:
+        """Leave `group` (nothing happens if this connection is not in it)."""
+        if self._membership is not None:
+            await self._membership.leave(group)
+
+    async def publish(self, group: str, message: Any, *, exclude_self: bool = False) -> None:
+        """Send `message` to every member of `group`, on every process the broker reaches.
+
+        `str` goes out as text, `bytes` as binary, anything else as JSON.
+        """
+        if self._membership is not None:
+            await self._membership.publish(group, message, exclude_self=exclude_self)
+        else:
+            await self.broker.publish(group, message)
+
+    async def _deliver(self, tasks: TaskGroup) -> None:
+        assert self._membership is not None
+        if await self._membership.deliver():
+            tasks.cancel_scope.cancel()  # closed with 1013: stop receiving too
+
     # -- the lifecycle ---------------------------------------------------------------
 
     async def dispatch(self) -> None:
         """Serve the connection: connect, receive until closed, tear down."""
         kind = self.scope["type"]
         if kind == "lifespan":
-            return await serve_lifespan(self._receive, self._send)
+            return await serve_lifespan(self._receive, self._send, self.broker)
         if kind != "websocket":
             return await _upgrade_required(self._send)
         websocket = self.websocket = self.websocket_class(self.scope, self._receive, self._send)
@@ -165,7 +224,12 @@ class WebSocketController:
         """Whether anything must run after the session: on_disconnect or teardown."""
         accepted = self.websocket.accepted
         needs_code = accepted and code is None
-        return bool(ctx.connection.exits or needs_code or (accepted and self._plan.disconnect))
+        return bool(
+            ctx.connection.exits
+            or needs_code
+            or (accepted and self._plan.disconnect)
+            or self._membership is not None
+        )
 
     async def _end(self, ctx: Context, code: int | None) -> None:
         websocket = self.websocket
@@ -173,6 +237,8 @@ class WebSocketController:
             if code is None:
                 code = websocket.close_code or await self._client_close_code(0.1)
             await self._disconnected(ctx, code)
+        if self._membership is not None:
+            await self._membership.close()
         await ctx.connection.aclose(self._error)
 
     async def _session(self, ctx: Context) -> int | None:
@@ -233,8 +299,9 @@ class WebSocketController:
     async def _bound(self, hook: HookPlan | None, ctx: Context) -> Callable[..., Any] | None:
         if hook is None:
             return None
-        for check in hook.checks:
-            check(ctx)
+        for through, check in hook.checks:
+            if not (overrides and any(call in overrides for call in through)):
+                check(ctx)
         method = hook.func.__get__(self)
         if not hook.static:
             return method
@@ -245,23 +312,38 @@ class WebSocketController:
 
         The loop runs in a cancel scope that server shutdown cancels (and
         that `idle_timeout` puts a deadline on); either closes with 1001.
+        Once the connection joins a group, it goes on inside a task group
+        that also delivers the group's messages.
         """
-        plan = self._plan
         with anyio.CancelScope() as scope:
             sessions.live.add(scope)
             try:
                 if sessions.stopping:
                     scope.cancel()
-                if plan.max_concurrency > 1:
-                    return await self._receive_concurrently(ctx, scope)
-                if self._is_plain_echo_shape():
-                    return await self._receive_plain(ctx)
-                return await self._receive_in_order(ctx, scope)
+                code = await self._receive_messages(ctx, scope)
+                if code is None:  # a group was joined: deliver alongside
+                    async with anyio.create_task_group() as tasks:
+                        self._tasks, self._wants_delivery = tasks, False
+                        tasks.start_soon(self._deliver, tasks)
+                        code = await self._receive_messages(ctx, scope)
+                        # Let delivery finish the frame it is sending (1013, say), briefly.
+                        self._membership.queue.close()
+                        tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
+                    self._tasks = None
+                return code or ctx.websocket.close_code or NO_STATUS
             finally:
                 sessions.live.discard(scope)
         reason = "server shutting down" if sessions.stopping else "idle timeout"
         await close_quietly(ctx.websocket, GOING_AWAY, reason)
         return GOING_AWAY
+
+    async def _receive_messages(self, ctx: Context, scope: anyio.CancelScope) -> int | None:
+        """The receive loop fitting this connection; None when delivery must start."""
+        if self._plan.max_concurrency > 1:
+            return await self._receive_concurrently(ctx, scope)
+        if self._is_plain_echo_shape():
+            return await self._receive_plain(ctx)
+        return await self._receive_in_order(ctx, scope)
 
     def _is_plain_echo_shape(self) -> bool:
         """Whether the connection can take `_receive_plain`, the hot path."""
@@ -276,7 +358,7 @@ class WebSocketController:
             and plan.idle_timeout is None
         )
 
-    async def _receive_plain(self, ctx: Context) -> int:
+    async def _receive_plain(self, ctx: Context) -> int | None:
         """`_receive_in_order` for the common case, with nothing between the hook and the wire.
 
         One async `on_receive(data)`, no limits: per message this is one
@@ -287,7 +369,7 @@ class WebSocketController:
         decode = self._plan.receive.decode
         text_only = decode is text_frame
         on_receive = self._on_receive
-        while True:
+        while not self._wants_delivery:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
@@ -299,11 +381,11 @@ class WebSocketController:
                 except DecodeError as exc:
                     await self.on_decode_error(websocket, exc)
                     if websocket.application_state is not CONNECTED:
-                        return websocket.close_code or NO_STATUS
+                        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
                     continue
                 result = await on_receive(data)
                 if websocket.application_state is not CONNECTED:
-                    return websocket.close_code or NO_STATUS
+                    return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
                 if result is not None:
                     try:
                         await send(
@@ -315,14 +397,15 @@ class WebSocketController:
                         _client_gone(websocket)
             elif kind == "websocket.disconnect":
                 return self._client_closed(message, ctx)
+        return None
 
-    async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope) -> int:
+    async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope) -> int | None:
         websocket = ctx.websocket
         receive = self._receive
         handle = self._routed if self._routes else self._single
         admit = self._limiter() if self._plan.checks_messages else None
         idle = self._plan.idle_timeout
-        while True:
+        while not self._wants_delivery:
             if idle is not None:
                 scope.deadline = anyio.current_time() + idle
             message = await receive()
@@ -331,13 +414,14 @@ class WebSocketController:
                     scope.deadline = math.inf  # a slow handler is not idleness
                 if admit is not None and not await admit(message):
                     if websocket.application_state is not CONNECTED:
-                        return websocket.close_code or NO_STATUS
+                        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
                     continue
                 await handle(message, ctx)
                 if websocket.application_state is not CONNECTED:
-                    return websocket.close_code or NO_STATUS
+                    return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
             elif message["type"] == "websocket.disconnect":
                 return self._client_closed(message, ctx)
+        return None
 
     async def _receive_concurrently(self, ctx: Context, scope: anyio.CancelScope) -> int:
         """Like `_receive_in_order`, with up to `max_concurrency` handlers in flight."""
@@ -354,6 +438,10 @@ class WebSocketController:
                 slots.release()
 
         async with anyio.create_task_group() as handlers:
+            self._tasks = handlers
+            if self._wants_delivery:
+                self._wants_delivery = False
+                handlers.start_soon(self._deliver, handlers)
             while True:
                 if idle is not None:
                     scope.deadline = anyio.current_time() + idle
@@ -372,7 +460,8 @@ class WebSocketController:
                     break
                 handlers.start_soon(run, message)
             handlers.cancel_scope.cancel()
-        return websocket.close_code or NO_STATUS
+        self._tasks = None
+        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
 
     def _client_closed(self, message: Message, ctx: Context) -> int:
         websocket = ctx.websocket
@@ -495,7 +584,9 @@ class WebSocketController:
             self._error = exc  # thrown into generator dependencies at teardown
         if isinstance(exc, WebSocketException):
             await close_quietly(websocket, exc.code, exc.reason)
-            return exc.code if websocket.accepted else None
+            if not websocket.accepted:
+                return None
+            return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
         if isinstance(exc, HTTPException) and websocket.application_state is CONNECTING:
             logger.info("%s refused a connection: %s", type(self).__name__, exc.detail)
             if not await refuse_with_status(websocket, exc.status_code, exc.detail):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Any
 
@@ -40,9 +39,11 @@ def unwrap(exc: BaseException) -> BaseException:
 async def close_quietly(websocket: WebSocket, code: int, reason: str | None = None) -> None:
     """Close (or, before accept, refuse) unless the connection is already gone."""
     if websocket.application_state in (WebSocketState.CONNECTING, WebSocketState.CONNECTED):
-        # If the client left first there is nobody to tell.
-        with contextlib.suppress(WebSocketDisconnect, OSError):
+        try:
             await websocket.close(code, reason)
+        except (WebSocketDisconnect, OSError):
+            # The client left first: there is nobody to tell, and no close was sent.
+            websocket.close_code = websocket.close_reason = None
 
 
 async def refuse_with_status(websocket: WebSocket, status: int, body: Any = b"") -> bool:

@@ -31,12 +31,25 @@ async def lifespan(app: Any = None) -> AsyncIterator[None]:
         await app_scope.aclose()
 
 
-async def serve_lifespan(receive: Any, send: Any) -> None:
-    """Answer an ASGI `lifespan` scope: startup, then shutdown with teardown."""
+async def serve_lifespan(receive: Any, send: Any, broker: Any = None) -> None:
+    """Answer an ASGI `lifespan` scope for a bare controller.
+
+    Startup starts the controller's broker; shutdown stops it and tears down
+    app-scoped dependencies.
+    """
     message = await receive()
     if message["type"] != "lifespan.startup":
+        return
+    try:
+        if broker is not None:
+            await broker.start()
+    except Exception as exc:
+        logger.exception("lifespan startup failed")
+        await send({"type": "lifespan.startup.failed", "message": str(exc)})
         return
     async with lifespan():
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
+        if broker is not None:
+            await broker.stop()
     await send({"type": "lifespan.shutdown.complete"})

@@ -124,14 +124,18 @@ class ControllerPlan:
         return self.max_message_size is not None or self.rate_limit is not None
 
 
-def _request_values(params: tuple[Param, ...]) -> list[Callable[[Any], Any]]:
-    getters = []
+def _request_values(
+    params: tuple[Param, ...], through: tuple[Any, ...] = ()
+) -> list[tuple[tuple[Any, ...], Callable[[Any], Any]]]:
+    """Request-value getters below per-call dependencies, with the dependencies they sit under."""
+    checks = []
     for param in params:
         if param.dependency is not None:
-            getters += _request_values(param.dependency.plan.params)
+            plan = param.dependency.plan
+            checks += _request_values(plan.params, (*through, plan.call))
         elif param.level <= CONNECTION and param.name not in RESERVED and param.get:
-            getters.append(param.get)
-    return getters
+            checks.append((through, param.get))
+    return checks
 
 
 def compile_controller(cls: type, base: type) -> ControllerPlan:

@@ -101,7 +101,8 @@ class Context:
 
 _APP_CONTEXT = Context(None, None)
 
-_overrides: dict[Any, CallPlan] = {}
+# Active `override`s: the original callable -> the replacement's plan.
+overrides: dict[Any, CallPlan] = {}
 
 
 @contextmanager
@@ -112,15 +113,15 @@ def override(dependency: Callable[..., Any], replacement: Callable[..., Any]) ->
     here. Cached values of the original are not reused while it is active.
     """
     plan = compile_dependency(replacement)
-    previous = _overrides.get(dependency, _MISS)
-    _overrides[dependency] = plan
+    previous = overrides.get(dependency, _MISS)
+    overrides[dependency] = plan
     try:
         yield
     finally:
         if previous is _MISS:
-            del _overrides[dependency]
+            del overrides[dependency]
         else:
-            _overrides[dependency] = previous
+            overrides[dependency] = previous
 
 
 async def solve(params: tuple[Param, ...], ctx: Context) -> dict[str, Any]:
@@ -135,8 +136,8 @@ async def solve(params: tuple[Param, ...], ctx: Context) -> dict[str, Any]:
 async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
     """Resolve one `Provide`, from its scope's cache when it may."""
     plan = dep.plan
-    if _overrides:
-        plan = _overrides.get(plan.call, plan)
+    if overrides:
+        plan = overrides.get(plan.call, plan)
     if dep.level == APP:
         state, ctx = app_scope, _APP_CONTEXT
     elif dep.level == MESSAGE:
