@@ -107,6 +107,7 @@ class WebSocketController:
     _plan: ClassVar[ControllerPlan]
 
     websocket: WebSocket
+    _client_code: int = ABNORMAL  # the code of the client's close, once the loop has read it
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -310,34 +311,40 @@ class WebSocketController:
     async def _receive_loop(self, ctx: Context) -> int:
         """Receive until either side closes; return the code for on_disconnect.
 
-        The loop runs in a cancel scope that server shutdown cancels (and
-        that `idle_timeout` puts a deadline on); either closes with 1001.
-        Once the connection joins a group, it goes on inside a task group
-        that also delivers the group's messages.
+        The session is registered for graceful shutdown, which closes it with
+        1001. With `idle_timeout`, the loop runs in a cancel scope whose
+        deadline each message pushes back; reaching it closes with 1001.
         """
-        with anyio.CancelScope() as scope:
-            sessions.live.add(scope)
-            try:
-                if sessions.stopping:
-                    scope.cancel()
-                code = await self._receive_messages(ctx, scope)
-                if code is None:  # a group was joined: deliver alongside
-                    async with anyio.create_task_group() as tasks:
-                        self._tasks, self._wants_delivery = tasks, False
-                        tasks.start_soon(self._deliver, tasks)
-                        code = await self._receive_messages(ctx, scope)
-                        # Let delivery finish the frame it is sending (1013, say), briefly.
-                        self._membership.queue.close()
-                        tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
-                    self._tasks = None
-                return code or ctx.websocket.close_code or NO_STATUS
-            finally:
-                sessions.live.discard(scope)
-        reason = "server shutting down" if sessions.stopping else "idle timeout"
-        await close_quietly(ctx.websocket, GOING_AWAY, reason)
-        return GOING_AWAY
+        websocket = ctx.websocket
+        sessions.live.add(websocket)
+        try:
+            if sessions.stopping:
+                await close_quietly(websocket, GOING_AWAY, "server shutting down")
+                return GOING_AWAY
+            if self._plan.idle_timeout is None:
+                return await self._receive_delivering(ctx, None)
+            with anyio.CancelScope() as idle:
+                return await self._receive_delivering(ctx, idle)
+            await close_quietly(websocket, GOING_AWAY, "idle timeout")
+            return GOING_AWAY
+        finally:
+            sessions.live.discard(websocket)
 
-    async def _receive_messages(self, ctx: Context, scope: anyio.CancelScope) -> int | None:
+    async def _receive_delivering(self, ctx: Context, idle: anyio.CancelScope | None) -> int:
+        """Receive; once the connection joins a group, deliver its messages alongside."""
+        code = await self._receive_messages(ctx, idle)
+        if code is None:
+            async with anyio.create_task_group() as tasks:
+                self._tasks, self._wants_delivery = tasks, False
+                tasks.start_soon(self._deliver, tasks)
+                code = await self._receive_messages(ctx, idle)
+                # Let delivery finish the frame it is sending (1013, say), briefly.
+                self._membership.queue.close()
+                tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
+            self._tasks = None
+        return code or ctx.websocket.close_code or NO_STATUS
+
+    async def _receive_messages(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
         """The receive loop fitting this connection; None when delivery must start."""
         if self._plan.max_concurrency > 1:
             return await self._receive_concurrently(ctx, scope)
@@ -399,7 +406,7 @@ class WebSocketController:
                 return self._client_closed(message, ctx)
         return None
 
-    async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope) -> int | None:
+    async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
         websocket = ctx.websocket
         receive = self._receive
         handle = self._routed if self._routes else self._single
@@ -423,7 +430,7 @@ class WebSocketController:
                 return self._client_closed(message, ctx)
         return None
 
-    async def _receive_concurrently(self, ctx: Context, scope: anyio.CancelScope) -> int:
+    async def _receive_concurrently(self, ctx: Context, scope: anyio.CancelScope | None) -> int:
         """Like `_receive_in_order`, with up to `max_concurrency` handlers in flight."""
         websocket = ctx.websocket
         handle = self._routed if self._routes else self._single
@@ -466,10 +473,11 @@ class WebSocketController:
     def _client_closed(self, message: Message, ctx: Context) -> int:
         websocket = ctx.websocket
         websocket.client_state = DISCONNECTED
+        code = self._client_code = message.get("code", NO_STATUS)
         if websocket.close_code is not None:  # we closed first; this is the echo
             return websocket.close_code
         ctx.close_reason = message.get("reason") or ""
-        return message.get("code", NO_STATUS)
+        return code
 
     def _limiter(self) -> Callable[[Message], Awaitable[bool]]:
         """The per-message size and rate check of this connection."""
@@ -616,7 +624,7 @@ class WebSocketController:
                     if message["type"] == "websocket.disconnect":
                         websocket.client_state = DISCONNECTED
                         return message.get("code", NO_STATUS)
-        return ABNORMAL
+        return self._client_code  # the loop may have read the client's close already
 
     async def _disconnected(self, ctx: Context, code: int) -> None:
         hook = self._plan.disconnect

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tether.controllers.shutdown import install_signal_handlers, restore_signal_handlers
+import anyio
+
+from tether.controllers.shutdown import close_sessions_on_signal
 from tether.di.resolver import app_scope
 
 logger = logging.getLogger("tether")
@@ -23,11 +25,12 @@ async def lifespan(app: Any = None) -> AsyncIterator[None]:
     While it runs, a SIGTERM or SIGINT first closes open connections with
     1001 (see `tether.controllers.shutdown`), then reaches the server.
     """
-    previous = install_signal_handlers()
     try:
-        yield
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(close_sessions_on_signal)
+            yield
+            tasks.cancel_scope.cancel()
     finally:
-        restore_signal_handlers(previous)
         await app_scope.aclose()
 
 

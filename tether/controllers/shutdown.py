@@ -3,9 +3,10 @@
 ASGI servers close WebSocket connections themselves when they stop (uvicorn
 with 1012) and tell the application only afterwards. To say "going away"
 first, tether chains the server's SIGTERM/SIGINT handler while the app's
-lifespan runs: on the signal, every live session is cancelled, closes with
-1001 and runs `on_disconnect` and teardown; then (after at most
-`GRACE_SECONDS`) the server's own handler runs.
+lifespan runs: on the signal, a task owned by the lifespan closes every live
+session with 1001 (each then runs `on_disconnect` and its teardown as on any
+close), waits for them to end (at most `GRACE_SECONDS`), and only then hands
+the signal to the server's own handler.
 """
 
 from __future__ import annotations
@@ -17,35 +18,55 @@ from typing import Any
 
 import anyio
 
+from tether.controllers.errors import close_quietly
+from tether.controllers.websocket import WebSocket
+
 GOING_AWAY = 1001
 GRACE_SECONDS = 5.0
-_POLL_SECONDS = 0.01
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Sessions:
-    """The cancel scopes of the live sessions in this process."""
+    """The live sessions of this process: a set add and discard per connection."""
 
     def __init__(self) -> None:
-        self.live: set[anyio.CancelScope] = set()
+        self.live: set[WebSocket] = set()
         self.stopping = False
 
-    def stop_all(self) -> None:
-        """Cancel every live session; each closes itself with 1001."""
+    async def close_all(self, grace: float = GRACE_SECONDS) -> None:
+        """Close every live session with 1001, then wait (bounded) until they have ended."""
         self.stopping = True
-        for scope in list(self.live):
-            scope.cancel()
+        for websocket in list(self.live):
+            await close_quietly(websocket, GOING_AWAY, "server shutting down")
+        with anyio.move_on_after(grace):
+            while self.live:
+                await anyio.sleep(0.01)
 
 
 sessions = Sessions()
 
 
-def install_signal_handlers() -> Any:
-    """Chain SIGINT/SIGTERM to close sessions first; returns what `restore` needs.
+async def close_sessions_on_signal(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    """Run for the app's lifetime: on SIGINT/SIGTERM, close sessions, then pass the signal on.
 
-    Only in the main thread of an asyncio loop (where servers handle signals);
-    elsewhere this does nothing.
+    Only in the main thread under asyncio (where servers handle signals);
+    elsewhere it just waits to be cancelled.
     """
+    caught: list[tuple[Any, int, Any]] = []
+    arrived = anyio.Event()
+    previous = _install(caught, arrived)
+    task_status.started()
+    try:
+        await arrived.wait()
+        await sessions.close_all()
+    finally:
+        _restore(previous)
+        sessions.stopping = False
+    for handler, sig, frame in caught:
+        _hand_over(handler, sig, frame)
+
+
+def _install(caught: list[tuple[Any, int, Any]], arrived: anyio.Event) -> dict[int, Any] | None:
     if threading.current_thread() is not threading.main_thread():
         return None
     try:
@@ -55,37 +76,21 @@ def install_signal_handlers() -> Any:
     previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
 
     def handler(sig: int, frame: Any) -> None:
-        loop.call_soon_threadsafe(_begin, loop, previous[sig], sig, frame)
+        caught.append((previous[sig], sig, frame))
+        loop.call_soon_threadsafe(arrived.set)
 
     for sig in _SIGNALS:
         signal.signal(sig, handler)
     return previous
 
 
-def restore_signal_handlers(previous: Any) -> None:
-    """Put back the handlers `install_signal_handlers` replaced."""
-    if previous:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    sessions.stopping = False
+def _restore(previous: dict[int, Any] | None) -> None:
+    for sig, old in (previous or {}).items():
+        signal.signal(sig, old)
 
 
-def _begin(loop: asyncio.AbstractEventLoop, previous: Any, sig: int, frame: Any) -> None:
-    sessions.stop_all()
-    deadline = loop.time() + GRACE_SECONDS
-
-    def hand_over() -> None:
-        # Wait (without a task) until the sessions have closed, then let the server go on.
-        if sessions.live and loop.time() < deadline:
-            loop.call_later(_POLL_SECONDS, hand_over)
-        elif callable(previous):
-            previous(sig, frame)
-        elif previous == signal.SIG_DFL:
-            signal.default_int_handler(sig, frame) if sig == signal.SIGINT else _exit(sig)
-
-    hand_over()
-
-
-def _exit(sig: int) -> None:
-    signal.signal(sig, signal.SIG_DFL)
-    signal.raise_signal(sig)
+def _hand_over(handler: Any, sig: int, frame: Any) -> None:
+    if callable(handler):
+        handler(sig, frame)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(sig)  # the default handler is back in place
