@@ -555,6 +555,7 @@ class WebSocketController:
             return await result if hook.is_async else result
         # A context of its own, so concurrent handlers never share per-call values.
         call = Context(ctx.websocket, ctx.connection)
+        call.query = ctx.query
         call.data, call.close_code, call.close_reason = data, ctx.close_code, ctx.close_reason
         state = call.message = ScopeState()
         try:

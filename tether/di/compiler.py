@@ -15,7 +15,12 @@ from typing import Any
 
 from starlette.websockets import WebSocket as StarletteWebSocket
 
-from tether.di.conversion import compile_converter, is_list_annotation, unwrap_annotated
+from tether.di.conversion import (
+    compile_converter,
+    is_list_annotation,
+    parse_query_string,
+    unwrap_annotated,
+)
 from tether.di.markers import Cookie, Header, Marker, Provide, Query, Required
 
 # Scope levels: a value may only feed values of the same or a wider level.
@@ -274,8 +279,13 @@ def _request_getter(marker: Marker, name: str, base: Any, default: Any, at: str)
     else:
 
         def lookup(ctx: Any) -> Any:
-            query = ctx.websocket.query_params
-            return (query.getlist(key) or None) if many else query.get(key)
+            query = ctx.query
+            if query is None:  # parsed once per connection, on first use
+                query = ctx.query = parse_query_string(ctx.websocket.scope.get("query_string", b""))
+            found = query.get(key)
+            if found is None:
+                return None
+            return found if many else found[-1]  # the last value wins, as in Starlette
 
     return _converting(lookup, convert, default, label)
 

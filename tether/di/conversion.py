@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Union
+from urllib.parse import unquote_plus
 
 Converter = Callable[[Any], Any]
 
@@ -136,3 +137,28 @@ def _enum_converter(cls: type[enum.Enum]) -> Converter:
             raise ValueError(f"{value!r} is not one of {sorted(members)}") from None
 
     return convert
+
+
+def parse_query_string(raw: bytes) -> dict[str, list[str]]:
+    """Every value of every key of a query string, in order (blank values kept).
+
+    Equivalent to Starlette's `QueryParams` for lookups, at a fraction of the
+    cost: most keys and values need no unquoting at all.
+    """
+    values: dict[str, list[str]] = {}
+    if not raw:
+        return values
+    for part in raw.decode("latin-1").split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if "%" in key or "+" in key:
+            key = unquote_plus(key)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        found = values.get(key)
+        if found is None:
+            values[key] = [value]
+        else:
+            found.append(value)
+    return values

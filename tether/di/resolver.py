@@ -88,11 +88,20 @@ app_scope = ScopeState()
 class Context:
     """What a resolution can draw on: the connection and the open scopes."""
 
-    __slots__ = ("close_code", "close_reason", "connection", "data", "message", "websocket")
+    __slots__ = (
+        "close_code",
+        "close_reason",
+        "connection",
+        "data",
+        "message",
+        "query",
+        "websocket",
+    )
 
     def __init__(self, websocket: Any, connection: ScopeState | None) -> None:
         self.websocket = websocket
         self.connection = connection
+        self.query: dict[str, list[str]] | None = None
         self.message: ScopeState | None = None
         self.data: Any = None
         self.close_code: int | None = None
