@@ -17,7 +17,6 @@ from tether.di.compiler import (
     ASYNC_GENERATOR,
     COROUTINE,
     FUNCTION,
-    GENERATOR,
     MESSAGE,
     CallPlan,
     ConfigurationError,
@@ -160,26 +159,29 @@ async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
         value = state.cache.get(key, _MISS)
         if value is not _MISS:
             return value
-    kwargs = await solve(plan.params, ctx) if plan.params else {}
-    value = await invoke(plan, kwargs, state)
+    kwargs = await solve(plan.params, ctx) if plan.params else _NO_ARGS
+    kind = plan.kind
+    if kind == COROUTINE:
+        value = await plan.call(**kwargs)
+    elif kind == FUNCTION:
+        value = plan.call(**kwargs)
+    else:
+        value = await _enter(plan, kwargs, state)
     if dep.use_cache:
         # Two connections may race to create an app-scoped value: keep the first.
         value = state.cache.setdefault(key, value)
     return value
 
 
-async def invoke(plan: CallPlan, kwargs: dict[str, Any], state: ScopeState) -> Any:
-    """Call a dependency; a generator's teardown is registered on `state`."""
-    kind = plan.kind
-    if kind == FUNCTION:
-        return plan.call(**kwargs)
-    if kind == COROUTINE:
-        return await plan.call(**kwargs)
+_NO_ARGS: dict[str, Any] = {}
+
+
+async def _enter(plan: CallPlan, kwargs: dict[str, Any], state: ScopeState) -> Any:
+    """Step a generator dependency to its `yield`; its teardown is registered on `state`."""
     gen = plan.call(**kwargs)
     try:
-        value = await gen.__anext__() if kind == ASYNC_GENERATOR else next(gen)
+        value = await gen.__anext__() if plan.kind == ASYNC_GENERATOR else next(gen)
     except (StopIteration, StopAsyncIteration):
         raise RuntimeError(f"dependency {plan.name} did not yield a value") from None
-    assert kind in (GENERATOR, ASYNC_GENERATOR)
     state.exits.append(gen)
     return value
