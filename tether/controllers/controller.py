@@ -320,13 +320,13 @@ class WebSocketController:
         try:
             if sessions.stopping:
                 await close_quietly(websocket, GOING_AWAY, "server shutting down")
-                return GOING_AWAY
+                return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
             if self._plan.idle_timeout is None:
                 return await self._receive_delivering(ctx, None)
             with anyio.CancelScope() as idle:
                 return await self._receive_delivering(ctx, idle)
             await close_quietly(websocket, GOING_AWAY, "idle timeout")
-            return GOING_AWAY
+            return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
         finally:
             sessions.live.discard(websocket)
 
@@ -585,7 +585,8 @@ class WebSocketController:
         websocket = ctx.websocket
         if isinstance(exc, WebSocketDisconnect):  # the client is gone
             if websocket.client_state is DISCONNECTED:
-                code = exc.code
+                # A send that failed says 1006; the loop may have read the client's own code.
+                code = exc.code if self._client_code == ABNORMAL else self._client_code
             else:
                 code = await self._client_close_code(DRAIN_SECONDS)
             return code if websocket.accepted else None
