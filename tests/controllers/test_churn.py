@@ -24,22 +24,16 @@ with the app (measured here: +31 MiB after 2,000 connections, +36 MiB after
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from uvicorn_server import UvicornServer
 from websockets.asyncio.client import connect as ws_connect
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
 WARM_UP = 200
 CHURN = 2000
 BATCH = 10
@@ -53,40 +47,11 @@ def anyio_backend() -> str:
     return "asyncio"  # the websockets client is asyncio-only
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server() -> Iterator[int]:
     """uvicorn serving churn_app on a free loopback port; always terminated."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "tests.controllers.churn_app:app",
-               "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets",
-               "--log-level", "warning"]  # fmt: skip
-    legacy = "uvicorn.protocols.websockets.websockets_impl"
-    quiet = f"ignore::DeprecationWarning,ignore::UserWarning:{legacy}"
-    env = {**os.environ, "PYTHONWARNINGS": quiet}  # uvicorn deprecates --ws websockets
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start within 15 s")
-            time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with UvicornServer("tests.controllers.churn_app:app") as running:
+        yield running.port
 
 
 async def churn(port: int, start: int, count: int) -> None:

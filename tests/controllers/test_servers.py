@@ -2,16 +2,13 @@
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from uvicorn_server import UvicornServer
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -28,69 +25,9 @@ def anyio_backend() -> str:
     return "asyncio"  # the websockets client is asyncio-only
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """uvicorn serving `target` on a free loopback port, in a subprocess."""
-
-    def __init__(self, target: str, ws: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                target,
-                "--app-dir",
-                str(HERE),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--ws",
-                ws,
-                "--lifespan",
-                "on",
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_for_port()
-
-    def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def _wait_for_port(self, within: float = 15.0) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}:\n{output}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"uvicorn did not listen on port {self.port} within {within}s")
-
-    def stop(self) -> str:
-        """Terminate (SIGTERM, then SIGKILL) and return what the server printed."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.stdout.read().decode() if self.process.stdout else ""
+def Server(target: str, ws: str, env: dict[str, str] | None = None) -> UvicornServer:
+    """uvicorn serving `target` (from this folder) on a free loopback port."""
+    return UvicornServer(target, ws=ws, app_dir=HERE, env=env, capture=True)
 
 
 @pytest.fixture(scope="module", params=WS_IMPLEMENTATIONS)
