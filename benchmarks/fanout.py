@@ -1,69 +1,337 @@
-"""Fan-out cost of tether's brokers.
+"""Fan-out: one publish to 1 … 10,000 local members, and messages/second across two processes.
 
-    python benchmarks/fanout.py            # both parts
-    python benchmarks/fanout.py --memory   # MemoryBroker only
-    python benchmarks/fanout.py --redis    # Redis only (starts its own redis-server)
+In-process (`run_fanout`), for every member count, one batch of idle connections
+(`benchmarks.idle`) is opened, then a publish is timed from the call until every
+member's ASGI `send` has received the message:
 
-MemoryBroker: the time for one `publish` to reach 1, 100, 1,000 and 10,000 local
-members, each an `OutboundQueue` (the publish returns once every queue holds the
-message; nothing drains them, as the socket writes are not part of fan-out).
+- tether: `WebSocketController`s that `join` a group on connect, published to
+  with `broker.publish` (their `MemoryBroker`);
+- Django Channels: consumers in a group of the `InMemoryChannelLayer`, published
+  to with `group_send`;
+- Litestar: the `ChannelsPlugin`'s own websocket route on the memory backend,
+  published to with `ChannelsPlugin.publish` (the app's lifespan runs around it).
 
-Redis: messages per second from a publisher in this process to a subscriber in
-another process, timed from the first publish until the subscriber's queue has
-handed the last message to its `send`.
+Starlette, FastAPI and Lilya have no built-in groups; they are named in the report.
+For comparison with the controllers, tether's broker is also timed bare: one
+`OutboundQueue` per member drained into a counting `send` by its `run()` task, and
+(what `publish` itself costs) the publish alone, returning once every queue holds
+the message, with nothing draining them.
+
+Across processes (`run_redis`), a `RedisBroker` publisher in this process sends to
+a subscriber in another Python process through a real `redis-server` started by
+`tether.redis_server.RedisServer`; the subscriber's queue hands every message to
+its `send`. Skipped, with the reason, when no `redis-server` binary is found.
+
+`python -m benchmarks --only fanout` runs it (`python -m benchmarks.fanout` too).
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import importlib
+import json
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-import anyio
-
-from tether.brokers import MemoryBroker, OutboundQueue, encode_frame
+from benchmarks.idle import ASGIApp, IdleConnections, Message
+from benchmarks.inprocess import websocket_scope
 
 MESSAGE = {"type": "chat", "user": "ann", "text": "hello, room", "seq": 1}
+TEXT = json.dumps(MESSAGE, separators=(",", ":"))
+GROUP = "room"
+MEMBER_COUNTS = (1, 100, 1_000, 10_000)
+DELIVERY_TIMEOUT = 60.0
+OPEN_TIMEOUT = 120.0
+MIN_PUBLISHES = 5
+
+NO_BUILT_IN_GROUPS = {
+    "starlette": "Starlette: no groups or pub/sub built in (encode/broadcaster is separate)",
+    "fastapi": "FastAPI: none built in (Starlette's WebSocket; broadcaster is separate)",
+    "lilya": "Lilya: no groups or pub/sub built in",
+}
 
 
-async def _discard(message: dict[str, Any]) -> None:
-    return None
+@dataclasses.dataclass(frozen=True)
+class FanoutPeer:
+    """A framework whose built-in groups are timed: where its member app and publish live."""
+
+    name: str
+    title: str
+    module: str
+    path: str
+    lifespan: bool = False
 
 
-async def memory_fanout(members: int, publishes: int) -> list[float]:
-    """Seconds per publish to `members` queues, one sample per publish."""
-    broker = MemoryBroker()
-    queues = [OutboundQueue(_discard, maxsize=publishes) for _ in range(members)]
-    for queue in queues:
-        await broker.subscribe("room", queue)
-    await broker.publish("room", MESSAGE)  # warm the group's snapshot
-    for queue in queues:
-        queue._queue.clear()
-    samples = []
-    clock = time.perf_counter
-    for _ in range(publishes):
-        start = clock()
-        await broker.publish("room", MESSAGE)
-        samples.append(clock() - start)
-    assert all(len(queue) == publishes for queue in queues)
+PEERS = (
+    FanoutPeer(
+        "tether", "tether controllers, `join` + `broker.publish`",
+        "benchmarks.apps.tether_controllers", "/room",
+    ),
+    FanoutPeer(
+        "channels", "Django Channels, InMemoryChannelLayer `group_send`",
+        "benchmarks.apps.channels_consumer", "/room",
+    ),
+    FanoutPeer(
+        "litestar", "Litestar ChannelsPlugin, memory backend",
+        "benchmarks.apps.litestar_listener", "/room", lifespan=True,
+    ),
+)  # fmt: skip
+BROKER_ROWS = {
+    "broker": "tether MemoryBroker → OutboundQueue → send (no controller)",
+    "broker_enqueue": "tether MemoryBroker → OutboundQueue, publish returns (nothing drained)",
+}
+TITLES = {**{peer.name: peer.title for peer in PEERS}, **BROKER_ROWS}
+
+
+class DeliveryCount:
+    """Counts data frames sent to members; `done` is set when `target` of them arrived."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target = 0
+        self.wrong: Message | None = None
+        self.done = asyncio.Event()
+
+    def expect(self, target: int) -> None:
+        """Start counting afresh toward `target` deliveries."""
+        self.count = 0
+        self.target = target
+        self.done = asyncio.Event()
+
+    def __call__(self, message: Message) -> None:
+        text = message.get("text")
+        if text is None and message.get("bytes") is not None:
+            text = message["bytes"].decode()
+        if text != TEXT:
+            self.wrong = message
+            return
+        self.count += 1
+        if self.count == self.target:
+            self.done.set()
+
+
+async def _settle() -> None:
+    """Let every woken task finish what it was doing before the next sample."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def time_publishes(
+    publish: Callable[[], Awaitable[None]],
+    counter: DeliveryCount,
+    members: int,
+    *,
+    budget: float,
+    most: int,
+) -> list[float]:
+    """Seconds from each publish until `members` deliveries were counted, one per sample.
+
+    A first, untimed publish warms up and sizes the sample: as many publishes as fit
+    in `budget` seconds, at least 5 and at most `most`.
+    """
+    samples: list[float] = []
+    count = 1
+    index = -1
+    gc.collect()
+    while index < count:
+        counter.expect(members)
+        started = time.perf_counter()
+        await publish()
+        await asyncio.wait_for(counter.done.wait(), DELIVERY_TIMEOUT)
+        elapsed = time.perf_counter() - started
+        if counter.wrong is not None:
+            raise AssertionError(f"a member received {counter.wrong!r}, expected {TEXT!r}")
+        await _settle()
+        if counter.count != members:
+            raise AssertionError(f"{counter.count} deliveries to {members} members")
+        if index < 0:
+            count = max(MIN_PUBLISHES, min(most, int(budget / max(elapsed, 1e-6))))
+        else:
+            samples.append(elapsed)
+        index += 1
     return samples
 
 
-def run_memory(backend: str) -> None:
-    print(f"MemoryBroker fan-out into OutboundQueues ({backend})")
-    print(f"{'members':>8} {'publishes':>9} {'median/publish':>15} {'per member':>11} {'p90':>10}")
-    for members in (1, 100, 1_000, 10_000):
-        publishes = max(100, min(2_000, 1_000_000 // members))
-        samples = anyio.run(memory_fanout, members, publishes, backend=backend)
-        median = statistics.median(samples)
-        p90 = statistics.quantiles(samples, n=10)[-1]
-        print(
-            f"{members:>8} {publishes:>9} {median * 1e6:>12.1f} µs "
-            f"{median / members * 1e9:>8.0f} ns {p90 * 1e6:>7.1f} µs"
-        )
+@contextlib.asynccontextmanager
+async def asgi_lifespan(app: ASGIApp) -> AsyncIterator[None]:
+    """Run the ASGI lifespan protocol around the block: startup before, shutdown after."""
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                                   inbox.get, outbox.put))  # fmt: skip
+    try:
+        await inbox.put({"type": "lifespan.startup"})
+        reply = await asyncio.wait_for(outbox.get(), 30)
+        if reply["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"lifespan startup failed: {reply}")
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(outbox.get(), 30)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, 5)
+        if not task.done():
+            task.cancel()
 
+
+async def peer_fanout(
+    peer: FanoutPeer, module: Any, members: int, *, budget: float, most: int
+) -> list[float]:
+    """Open `members` connections to the peer's member app; time publishes to all of them."""
+    app, publish = module.fanout_app, module.fanout_publish
+    counter = DeliveryCount()
+    lifespan = asgi_lifespan(app) if peer.lifespan else contextlib.nullcontext()
+    async with lifespan:
+        pool = IdleConnections(app, lambda: websocket_scope(peer.path), on_frame=counter)
+        try:
+            await pool.open(members, timeout=OPEN_TIMEOUT)
+            await _settle()
+            return await time_publishes(
+                lambda: publish(TEXT), counter, members, budget=budget, most=most
+            )
+        finally:
+            await pool.close(timeout=OPEN_TIMEOUT)
+
+
+async def broker_fanout(members: int, *, budget: float, most: int) -> list[float]:
+    """The bare broker: `members` OutboundQueues, each drained into a counting `send`."""
+    from tether.brokers import MemoryBroker, OutboundQueue
+
+    broker = MemoryBroker()
+    counter = DeliveryCount()
+
+    async def send(message: Message) -> None:
+        counter(message)
+
+    queues = [OutboundQueue(send, maxsize=64) for _ in range(members)]
+    tasks = [asyncio.create_task(queue.run()) for queue in queues]
+    try:
+        for queue in queues:
+            await broker.subscribe(GROUP, queue)
+        await _settle()
+        return await time_publishes(
+            lambda: broker.publish(GROUP, TEXT), counter, members, budget=budget, most=most
+        )
+    finally:
+        for queue in queues:
+            queue.close()
+        await asyncio.wait(tasks, timeout=30)
+
+
+async def broker_enqueue(members: int, publishes: int) -> list[float]:
+    """Seconds per publish into `members` OutboundQueues that nothing drains (publish returns)."""
+    from tether.brokers import MemoryBroker, OutboundQueue
+
+    async def discard(message: Message) -> None:
+        return None
+
+    broker = MemoryBroker()
+    queues = [OutboundQueue(discard, maxsize=publishes + 1) for _ in range(members)]
+    for queue in queues:
+        await broker.subscribe(GROUP, queue)
+    await broker.publish(GROUP, TEXT)  # warm the group's snapshot
+    samples = []
+    clock = time.perf_counter
+    gc.collect()
+    for _ in range(publishes):
+        started = clock()
+        await broker.publish(GROUP, TEXT)
+        samples.append(clock() - started)
+    if not all(len(queue) == publishes + 1 for queue in queues):
+        raise AssertionError("a queue missed a message")
+    return samples
+
+
+def _summary(samples: Sequence[float], members: int) -> dict[str, Any]:
+    median = statistics.median(samples)
+    return {
+        "median_seconds": median,
+        "p90_seconds": statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else median,
+        "per_member_ns": median / members * 1e9,
+        "publishes": len(samples),
+        "samples": samples,
+    }
+
+
+def load_peers(names: Sequence[str] | None) -> tuple[list[tuple[FanoutPeer, Any]], dict[str, str]]:
+    """Import each peer's app module; return the usable ones and why the others were skipped."""
+    loaded, skipped = [], {}
+    for peer in PEERS:
+        if names is not None and peer.name not in names and peer.name != "tether":
+            continue
+        try:
+            module = importlib.import_module(peer.module)
+            module.fanout_app, module.fanout_publish  # noqa: B018 (the module must have both)
+        except Exception as exc:  # a peer that won't load is reported, not fatal
+            skipped[peer.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        loaded.append((peer, module))
+    return loaded, skipped
+
+
+async def run_fanout(
+    members: Sequence[int],
+    *,
+    peers: Sequence[str] | None = None,
+    budget: float = 0.3,
+    most: int = 200,
+    cell_seconds: float = 20.0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Time one publish to each member count for every peer and the bare broker.
+
+    Returns `{"members", "rows": {row: {str(n): summary or {"error"} or {"skipped"}}},
+    "skipped", "no_groups"}`; a cell's `median_seconds` is the median over its publishes.
+    A peer whose publishes, scaled linearly from its previous member count, would keep
+    one cell busy longer than `cell_seconds` is skipped at the larger count, with why.
+    """
+    loaded, skipped = load_peers(peers)
+    rows: dict[str, dict[str, Any]] = {peer.name: {} for peer, _ in loaded}
+    rows["broker"], rows["broker_enqueue"] = {}, {}
+    previous: dict[str, tuple[int, float]] = {}
+    for count in members:
+        started = time.perf_counter()
+        for peer, module in loaded:
+            if peer.name in previous:
+                fewer, seconds = previous[peer.name]
+                estimate = seconds * count / fewer * (MIN_PUBLISHES + 1)
+                if estimate > cell_seconds:
+                    rows[peer.name][str(count)] = {
+                        "skipped": f"one publish to {fewer:,} took {seconds:.3f} s, so"
+                        f" {MIN_PUBLISHES + 1} to {count:,} would take over {estimate:.0f} s"
+                    }
+                    log(f"  fan-out {peer.name} @{count:,} skipped (estimated {estimate:.0f} s)")
+                    continue
+            try:
+                samples = await peer_fanout(peer, module, count, budget=budget, most=most)
+                rows[peer.name][str(count)] = _summary(samples, count)
+                previous[peer.name] = (count, statistics.median(samples))
+            except Exception as exc:  # a failing peer is reported in its cell
+                rows[peer.name][str(count)] = {"error": f"{type(exc).__name__}: {exc}"}
+                log(f"  fan-out {peer.name} @{count} failed: {exc}")
+            gc.collect()
+        samples = await broker_fanout(count, budget=budget, most=most)
+        rows["broker"][str(count)] = _summary(samples, count)
+        publishes = max(20, min(2_000, 200_000 // count))
+        rows["broker_enqueue"][str(count)] = _summary(await broker_enqueue(count, publishes), count)
+        log(f"fan-out: {count:,} members in {time.perf_counter() - started:.1f}s")
+    return {
+        "members": list(members),
+        "message_bytes": len(TEXT.encode()),
+        "rows": rows,
+        "skipped": skipped,
+        "no_groups": NO_BUILT_IN_GROUPS,
+    }
+
+
+# --- across two processes, through Redis ------------------------------------------------
 
 SUBSCRIBER = """
 import sys, time, anyio
@@ -96,63 +364,89 @@ anyio.run(main)
 
 
 async def redis_throughput(url: str, count: int, publishers: int) -> tuple[float, float]:
-    """(published/s, delivered/s) for `count` messages into one other process."""
-    from tether.brokers import RedisBroker
+    """(published/s, delivered/s) for `count` messages from here to a subscriber process.
 
-    group = f"bench-{publishers}"
-    process = await anyio.open_process([sys.executable, "-c", SUBSCRIBER, url, group, str(count)])
-    assert process.stdout is not None
+    `count` is rounded down to a multiple of `publishers`, each task publishing its share.
+    """
+    import anyio
     from anyio.streams.buffered import BufferedByteReceiveStream
 
+    from tether.brokers import RedisBroker
+
+    per_task = count // publishers
+    count = per_task * publishers
+    group = f"bench-{publishers}-{time.monotonic_ns()}"
+    process = await anyio.open_process([sys.executable, "-c", SUBSCRIBER, url, group, str(count)])
+    assert process.stdout is not None
     output = BufferedByteReceiveStream(process.stdout)
     async with process:
-        with anyio.fail_after(30):
-            assert await output.receive_until(b"\n", 1024) == b"ready"
-        async with RedisBroker(url) as broker:
-            await broker.publish("warm-up", "x")
-            per_task = count // publishers
+        try:
+            with anyio.fail_after(30):
+                ready = await output.receive_until(b"\n", 1024)
+            if ready != b"ready":
+                raise RuntimeError(f"the subscriber said {ready!r}")
+            async with RedisBroker(url) as broker:
+                await broker.publish("warm-up", "x")
 
-            async def publish_some() -> None:
-                for _ in range(per_task):
-                    await broker.publish(group, MESSAGE)
+                async def publish_some() -> None:
+                    for _ in range(per_task):
+                        await broker.publish(group, TEXT)
 
-            start = time.monotonic()
-            async with anyio.create_task_group() as tg:
-                for _ in range(publishers):
-                    tg.start_soon(publish_some)
-            published = time.monotonic() - start
-        with anyio.fail_after(120):
-            got, finished = (await output.receive_until(b"\n", 1024)).split()
-            await process.wait()
-    assert int(got) == count, f"subscriber got {got.decode()} of {count}"
-    return count / published, count / (float(finished) - start)
-
-
-def run_redis(count: int) -> None:
-    from tether.redis_server import RedisServer
-
-    size = len(encode_frame(MESSAGE)["text"].encode())
-    print(f"\nRedisBroker, two processes, {count:,} JSON messages of {size} bytes")
-    print(f"{'publisher tasks':>15} {'published/s':>12} {'delivered/s':>12}")
-    with RedisServer() as server:
-        for publishers in (1, 8):
-            sent, delivered = anyio.run(redis_throughput, server.url, count, publishers)
-            print(f"{publishers:>15} {sent:>12,.0f} {delivered:>12,.0f}")
+                started = time.monotonic()
+                async with anyio.create_task_group() as tasks:
+                    for _ in range(publishers):
+                        tasks.start_soon(publish_some)
+                published = time.monotonic() - started
+            with anyio.fail_after(120):
+                got, finished = (await output.receive_until(b"\n", 1024)).split()
+                await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+    if int(got) != count:
+        raise RuntimeError(f"the subscriber got {got.decode()} of {count}")
+    return count / published, count / (float(finished) - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--memory", action="store_true", help="MemoryBroker only")
-    parser.add_argument("--redis", action="store_true", help="Redis only")
-    parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
-    parser.add_argument("--count", type=int, default=20_000, help="messages through Redis")
-    args = parser.parse_args()
-    both = not (args.memory or args.redis)
-    if args.memory or both:
-        run_memory(args.backend)
-    if args.redis or both:
-        run_redis(args.count)
+def run_redis(
+    count: int,
+    *,
+    publishers: Sequence[int] = (1, 8),
+    rounds: int = 3,
+    runner: Callable[..., Any] = asyncio.run,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Messages/second through a throwaway redis-server, median over `rounds`; or why skipped."""
+    try:
+        from tether.redis_server import RedisServer, find_redis_server
+
+        executable = find_redis_server()
+        import redis  # noqa: F401 (RedisBroker needs it)
+    except (FileNotFoundError, ImportError) as exc:
+        log(f"fan-out: Redis skipped: {exc}")
+        return {"skipped": str(exc)}
+    rows: dict[str, Any] = {}
+    with RedisServer(executable=executable) as server:
+        for tasks in publishers:
+            try:
+                runs = [runner(redis_throughput(server.url, count, tasks)) for _ in range(rounds)]
+            except Exception as exc:  # reported in the table, not fatal to the run
+                rows[str(tasks)] = {"error": f"{type(exc).__name__}: {exc}"}
+                log(f"  fan-out: Redis, {tasks} publisher task(s) failed: {exc}")
+                continue
+            rows[str(tasks)] = {
+                "published_per_second": statistics.median(run[0] for run in runs),
+                "delivered_per_second": statistics.median(run[1] for run in runs),
+                "runs": runs,
+            }
+            log(
+                f"fan-out: Redis, {tasks} publisher task(s): "
+                f"{rows[str(tasks)]['delivered_per_second']:,.0f} delivered/s"
+            )
+    return {"messages": count, "message_bytes": len(TEXT.encode()), "rounds": rounds, "rows": rows}
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks.run import main
+
+    raise SystemExit(main(["--only", "fanout", *sys.argv[1:]]))

@@ -65,6 +65,11 @@ class ScriptedClient:
 
 def make_scope(workload: Workload) -> dict[str, Any]:
     """Build the websocket scope a server would pass for the workload's route."""
+    return websocket_scope(workload.path, workload.query)
+
+
+def websocket_scope(path: str, query: str = "") -> dict[str, Any]:
+    """Build the websocket scope a server would pass for `path?query`, fresh each call."""
     return {
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -73,9 +78,9 @@ def make_scope(workload: Workload) -> dict[str, Any]:
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 50000),
         "root_path": "",
-        "path": workload.path,
-        "raw_path": workload.path.encode(),
-        "query_string": workload.query.encode(),
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
         "headers": [
             (b"host", b"127.0.0.1:8000"),
             (b"user-agent", USER_AGENT.encode()),

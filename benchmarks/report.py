@@ -30,6 +30,7 @@ PACKAGES = (
     "wsproto",
     "picows",
     "uvloop",
+    "redis",
 )
 
 
@@ -172,6 +173,237 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
     return [*lines, ""] if len(lines) > 2 else []
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _fanout_section(fanout: dict[str, Any]) -> list[str]:
+    from benchmarks.fanout import TITLES
+
+    members = fanout["members"]
+    lines = [
+        "## Fan-out (in-process)",
+        "",
+        f"One publish of a {fanout['message_bytes']}-byte JSON text to every member of a group,"
+        " timed from the publish call until every member's ASGI `send` has the message"
+        " (the last row: until `publish` returns). Median over the publishes of one"
+        " batch of idle connections.",
+        "",
+        "| members | " + " | ".join(f"{n:,}" for n in members) + " |",
+        "|---|" + "---:|" * len(members),
+    ]
+    notes = []
+    for row, cells in fanout["rows"].items():
+        values = []
+        for n in members:
+            cell = cells.get(str(n), {})
+            if "median_seconds" in cell:
+                values.append(_duration(cell["median_seconds"]))
+            elif "skipped" in cell:
+                values.append("skipped")
+                notes.append(f"- {row} @{n:,}: {cell['skipped']}")
+            else:
+                values.append("failed")
+                notes.append(f"- {row} @{n:,}: {cell.get('error', '?')[:300]}")
+        lines.append(f"| {TITLES.get(row, row)} | " + " | ".join(values) + " |")
+    for name, reason in fanout.get("skipped", {}).items():
+        notes.append(f"- {name} skipped: {reason}")
+    notes += [f"- {text}" for text in fanout.get("no_groups", {}).values()]
+    lines += ["", *notes, ""]
+    redis = fanout.get("redis")
+    if redis:
+        lines += ["## Fan-out across two processes (RedisBroker, real redis-server)", ""]
+        if "skipped" in redis:
+            lines += [f"Skipped: {redis['skipped']}", ""]
+        else:
+            lines += [
+                f"{redis['messages']:,} messages of {redis['message_bytes']} bytes from a"
+                " publisher in the harness process to a subscriber process whose"
+                " `OutboundQueue` hands each to `send`; median of"
+                f" {redis['rounds']} round(s).",
+                "",
+                "| publisher tasks | published/s | delivered/s |",
+                "|---:|---:|---:|",
+            ]
+            for tasks, row in redis["rows"].items():
+                if "error" in row:
+                    lines.append(f"| {tasks} | failed: {row['error'][:200]} | - |")
+                    continue
+                lines.append(
+                    f"| {tasks} | {_rate(row['published_per_second'])}"
+                    f" | {_rate(row['delivered_per_second'])} |"
+                )
+            lines.append("")
+    return lines
+
+
+def _footprint_section(footprint: dict[str, Any]) -> list[str]:
+    counts = footprint["counts"]
+    rounds = ", ".join(f"{int(n):,}: {r}" for n, r in footprint["rounds"].items())
+    header = []
+    for n in counts:
+        header += [f"bytes/conn @{n:,}", f"above raw @{n:,}"]
+    lines = [
+        "## Memory per idle connection (in-process, tracemalloc)",
+        "",
+        "Connections accepted and parked in `receive()`; growth of tracemalloc's traced"
+        " total per connection (median over rounds; rounds per count: "
+        f"{rounds}). `above raw` is the framework's share: the figure minus raw ASGI's.",
+        "",
+        "| app | " + " | ".join(header) + " |",
+        "|---|" + "---:|" * len(header),
+    ]
+    notes = []
+    for name, entry in footprint["rows"].items():
+        cells = []
+        for n in counts:
+            cell = entry[str(n)]
+            if "bytes" in cell:
+                cells += [f"{cell['bytes']:,.0f}", f"{cell.get('share_above_raw', 0):,.0f}"]
+            else:
+                cells += ["failed", "-"]
+                notes.append(f"- {name} @{n:,}: {cell['error'][:300]}")
+        lines.append(f"| {entry['title']} | " + " | ".join(cells) + " |")
+    return [*lines, "", *notes] if notes else [*lines, ""]
+
+
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "**not met**")
+
+
+def issue_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of the issue's targets with its measured value and whether it is met."""
+    inprocess = results.get("inprocess") or {}
+    targets: list[dict[str, Any]] = []
+
+    def samples(workload: str, app: str) -> list[float] | None:
+        return ((inprocess.get(workload) or {}).get(app) or {}).get("samples") or None
+
+    text, raw_text = samples("text", "tether"), samples("text", "raw")
+    if text and raw_text:
+        cost = 1 / paired_ratio(text, raw_text)
+        targets.append(
+            {
+                "target": "text echo costs ≤ 1.5x raw ASGI per message (in-process)",
+                "measured": f"{cost:.2f}x raw ASGI's time per message",
+                "met": cost <= 1.5,
+            }
+        )
+    typed, json_peer = samples("typed", "tether"), samples("json", "starlette")
+    if typed and json_peer:
+        ratio = paired_ratio(typed, json_peer)
+        targets.append(
+            {
+                "target": "typed msgspec messages ≥ 2x faster than Starlette's untyped JSON"
+                " endpoint",
+                "measured": f'{ratio:.2f}x Starlette\'s `encoding = "json"` msg/s',
+                "met": ratio >= 2.0,
+            }
+        )
+    graph = samples("graph", "tether")
+    if graph:
+        peers = {
+            app: paired_ratio(graph, theirs)
+            for app, row in (inprocess.get("graph") or {}).items()
+            if app not in ("raw", "tether") and (theirs := row.get("samples"))
+        }
+        bare = samples("bare", "starlette")
+        within = paired_ratio(graph, bare) if bare else None
+        slowest = min(peers.values()) if peers else None
+        parts = [f"{ratio:.2f}x {app}" for app, ratio in peers.items()]
+        if within is not None:
+            parts.append(f"{within:.2f}x Starlette's bare endpoint (≥ 0.50 needed)")
+        targets.append(
+            {
+                "target": "graph connect faster than every peer and within 2x of Starlette's"
+                " bare endpoint",
+                "measured": "; ".join(parts),
+                "met": None
+                if slowest is None or within is None
+                else slowest > 1.0 and within >= 0.5,
+            }
+        )
+    e2e = results.get("e2e") or {}
+    ratios = []
+    for ws, rows in e2e.items():
+        for conns, trip in ((rows.get("tether") or {}).get("round_trips") or {}).items():
+            if trip.get("ratio_to_raw") is not None:
+                ratios.append((f"{ws} @{conns}", trip["ratio_to_raw"]))
+    if ratios:
+        targets.append(
+            {
+                "target": "end-to-end round trips ≥ 0.95x raw ASGI",
+                "measured": ", ".join(f"{where}: {ratio:.2f}x" for where, ratio in ratios),
+                "met": all(ratio >= 0.95 for _, ratio in ratios),
+            }
+        )
+    fanout = ((results.get("fanout") or {}).get("rows") or {}).get("tether", {}).get("1000", {})
+    if "median_seconds" in fanout:
+        enqueue = results["fanout"]["rows"].get("broker_enqueue", {}).get("1000", {})
+        extra = (
+            f" (the publish call alone: {_duration(enqueue['median_seconds'])})"
+            if "median_seconds" in enqueue
+            else ""
+        )
+        targets.append(
+            {
+                "target": "fan-out to 1,000 local members < 5 ms (publish → every member's send)",
+                "measured": _duration(fanout["median_seconds"]) + extra,
+                "met": fanout["median_seconds"] < 5e-3,
+            }
+        )
+    footprint = (results.get("footprint") or {}).get("rows") or {}
+    if "tether" in footprint:
+
+        def shares(row: str) -> list[tuple[str, float]]:
+            return [
+                (f"@{int(n):,}", cell["share_above_raw"])
+                for n, cell in footprint.get(row, {}).items()
+                if isinstance(cell, dict) and "share_above_raw" in cell
+            ]
+
+        mounted = shares("tether")
+        parts = [
+            f"{label} {where}: {share:,.0f} B"
+            for label, row in (
+                ("in Starlette's router", "tether"),
+                ("served directly", "tether_direct"),
+                ("+1 dependency, in the router", "tether_dep"),
+            )
+            for where, share in shares(row)
+        ]
+        if mounted:
+            targets.append(
+                {
+                    "target": "framework share of memory per idle connection < 4 KiB"
+                    " (bare controller in Starlette's router, as served everywhere else here)",
+                    "measured": "; ".join(parts),
+                    "met": all(share < 4096 for _, share in mounted),
+                }
+            )
+    return targets
+
+
+def _issue_targets_section(results: dict[str, Any]) -> list[str]:
+    targets = issue_targets(results)
+    if not targets:
+        return []
+    lines = [
+        "## The issue's targets (Benchmarks against the peers)",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {t['target']} | {t['measured']} | {_met(t['met'])} |" for t in targets]
+    return [*lines, ""]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """Render a run's results as a Markdown report."""
     machine = results["machine"]
@@ -194,7 +426,12 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [*_inprocess_section(results["inprocess"]), ""]
     if results.get("e2e"):
         lines += _e2e_section(results["e2e"])
+    if results.get("fanout"):
+        lines += _fanout_section(results["fanout"])
+    if results.get("footprint"):
+        lines += _footprint_section(results["footprint"])
     lines += _targets_section(results)
+    lines += _issue_targets_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from benchmarks.apps import APPS, APPS_BY_NAME, BASELINE, AppSpec, load_app
 from benchmarks.e2e import run_e2e, summarize_e2e
+from benchmarks.fanout import MEMBER_COUNTS, run_fanout, run_redis
+from benchmarks.footprint import CONNECTION_COUNTS, run_footprint
 from benchmarks.inprocess import run_inprocess, summarize
 from benchmarks.report import machine_info, print_flush, render_markdown, write_results
 from benchmarks.workloads import WORKLOADS
@@ -29,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="tether against raw ASGI and its peers: in-process and under uvicorn.",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny workload, for smoke tests")
-    parser.add_argument("--only", choices=("all", "inprocess", "e2e"), default="all")
+    parser.add_argument(
+        "--only", choices=("all", "inprocess", "e2e", "fanout", "footprint"), default="all"
+    )
     parser.add_argument("--apps", type=_csv, default=None, help="comma list; raw always runs")
     parser.add_argument("--workloads", type=_csv, default=None, help="in-process workloads")
     parser.add_argument("--rounds", type=int, default=None, help="in-process rounds (5)")
@@ -43,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ws", type=_csv, default=None, help="uvicorn --ws (websockets,wsproto)")
     parser.add_argument("--e2e-connections", type=_csv, default=None, help="default 1,50")
     parser.add_argument("--client", choices=("auto", "picows", "websockets"), default="auto")
+    parser.add_argument(
+        "--fanout-members", type=_csv, default=None, help="group sizes (1,100,1000,10000)"
+    )
+    parser.add_argument(
+        "--fanout-seconds", type=float, default=None, help="publishing time a fan-out cell (0.3)"
+    )
+    parser.add_argument(
+        "--redis-messages", type=int, default=None, help="messages through Redis (5000; 0 skips)"
+    )
+    parser.add_argument("--redis-rounds", type=int, default=None, help="Redis rounds (3)")
+    parser.add_argument(
+        "--footprint-connections", type=_csv, default=None, help="idle connections (1000,10000)"
+    )
+    parser.add_argument(
+        "--footprint-rounds",
+        type=_csv,
+        default=None,
+        help="rounds per connection count, the last one repeated (3,1)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where latest.md/json go")
     return parser
 
@@ -67,6 +90,21 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         "e2e_connections": [int(c) for c in (args.e2e_connections or ["1", "50"])],
         "handshake_concurrency": 8,
         "client": args.client,
+        "fanout_members": [
+            int(n)
+            for n in (args.fanout_members or (["1", "10", "100"] if quick else MEMBER_COUNTS))
+        ],
+        "fanout_seconds": pick(args.fanout_seconds, 0.3, 0.05),
+        "redis_messages": pick(args.redis_messages, 5_000, 500),
+        "redis_rounds": pick(args.redis_rounds, 3, 1),
+        "redis_publishers": [1, 8],
+        "footprint_connections": [
+            int(n)
+            for n in (args.footprint_connections or (["100"] if quick else CONNECTION_COUNTS))
+        ],
+        "footprint_rounds": [
+            int(n) for n in (args.footprint_rounds or (["1"] if quick else ["3", "1"]))
+        ],
     }
 
 
@@ -140,6 +178,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             log=print_flush,
         )
         results["e2e"] = summarize_e2e(raw_results)
+
+    if args.only in ("all", "fanout"):
+        fanout = runner(
+            run_fanout(
+                settings["fanout_members"],
+                peers=[spec.name for spec, _ in loaded],
+                budget=settings["fanout_seconds"],
+                log=print_flush,
+            )
+        )
+        if settings["redis_messages"] > 0:
+            fanout["redis"] = run_redis(
+                settings["redis_messages"],
+                publishers=settings["redis_publishers"],
+                rounds=settings["redis_rounds"],
+                runner=runner,
+                log=print_flush,
+            )
+        else:
+            fanout["redis"] = {"skipped": "--redis-messages 0"}
+            print_flush("fan-out: Redis skipped: --redis-messages 0")
+        results["fanout"] = fanout
+
+    if args.only in ("all", "footprint"):
+        results["footprint"] = runner(
+            run_footprint(
+                [(spec.name, app) for spec, app in loaded],
+                settings["footprint_connections"],
+                rounds=settings["footprint_rounds"],
+                log=print_flush,
+            )
+        )
 
     results["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     markdown_path, json_path = write_results(results, args.out)

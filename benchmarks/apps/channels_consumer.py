@@ -2,6 +2,9 @@
 
 Django is configured here, in-process, with the smallest settings Channels needs.
 Channels has no dependency injection, so the graph consumer does the work by hand.
+The settings name one in-memory channel layer, under the alias `"fanout"`, for
+the fan-out benchmark's group members only: the consumers below keep the default
+alias, which has no layer, so they pay nothing for it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ if not django_settings.configured:
         ALLOWED_HOSTS=["*"],
         INSTALLED_APPS=["channels"],
         DATABASES={},
-        CHANNEL_LAYERS={},
+        CHANNEL_LAYERS={
+            "fanout": {
+                "BACKEND": "channels.layers.InMemoryChannelLayer",
+                "CONFIG": {"capacity": 1000},
+            }
+        },
         USE_TZ=True,
     )
     django.setup()
@@ -103,3 +111,30 @@ app = ProtocolTypeRouter(
         )
     }
 )
+
+
+# --- fan-out: a group member, joined through the channel layer -------------------
+
+FANOUT_LAYER = "fanout"
+
+
+class RoomMember(AsyncWebsocketConsumer):
+    """Joins the `room` group on connect (Channels' `groups`) and forwards its messages."""
+
+    channel_layer_alias = FANOUT_LAYER
+    groups = ["room"]
+
+    async def room_message(self, event: dict[str, Any]) -> None:
+        """Send a `room.message` event's text, encoded once by the publisher."""
+        await self.send(text_data=event["text"])
+
+
+fanout_app = RoomMember.as_asgi()
+"""The fan-out member served directly; publish with `fanout_publish`."""
+
+
+async def fanout_publish(text: str) -> None:
+    """Publish `text` to every `RoomMember`: `group_send` on the in-memory channel layer."""
+    from channels.layers import get_channel_layer
+
+    await get_channel_layer(FANOUT_LAYER).group_send("room", {"type": "room.message", "text": text})

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.di import Provide
 from litestar.dto import MsgspecDTO
 from litestar.handlers import WebsocketListener
@@ -108,3 +110,25 @@ class Bare(WebsocketListener):
 
 
 app = Litestar(route_handlers=[TextEcho, JsonEcho, TypedEcho, Graph, Bare], debug=False)
+
+
+# --- fan-out: the channels plugin's own websocket route, one member per connection ---
+
+
+def _fanout_app() -> tuple[Litestar, ChannelsPlugin]:
+    plugin = ChannelsPlugin(
+        backend=MemoryChannelsBackend(),
+        channels=["room"],
+        create_ws_route_handlers=True,
+        subscriber_max_backlog=64,
+    )
+    return Litestar(plugins=[plugin], debug=False), plugin
+
+
+fanout_app, fanout_plugin = _fanout_app()
+"""A Litestar app whose `ChannelsPlugin` serves `/room`; run its lifespan around use."""
+
+
+async def fanout_publish(text: str) -> None:
+    """Publish `text` to the `room` channel (the plugin queues it and returns at once)."""
+    fanout_plugin.publish(text, "room")

@@ -19,6 +19,7 @@ from benchmarks.workloads import (
     check_graph,
 )
 from tether import Header, Provide, Query, WebSocketController
+from tether.brokers import MemoryBroker
 
 
 async def get_settings() -> Settings:
@@ -88,6 +89,38 @@ class Bare(WebSocketController):
     """Accept with nothing to resolve."""
 
 
+class OneDependency(WebSocketController):
+    """Accept after resolving one connection-scoped generator dependency (for footprint)."""
+
+    async def on_connect(self, db: DbConnection = Provide(get_db)) -> None:
+        """Keep the session for the connection's lifetime; returning accepts."""
+
+
+# --- fan-out: group members on a broker of their own ------------------------------
+
+fanout_broker = MemoryBroker()
+
+
+class RoomMember(WebSocketController):
+    """Joins the `room` group on connect; the group's messages go out through its queue."""
+
+    broker = fanout_broker
+    outbound_maxsize = 64
+
+    async def on_connect(self) -> None:
+        """Join before accepting, so nothing published after accept is missed."""
+        await self.join("room")
+
+
+fanout_app = RoomMember
+"""The fan-out member served directly (a controller is an ASGI app)."""
+
+
+async def fanout_publish(text: str) -> None:
+    """Publish `text` to every `RoomMember` through their broker."""
+    await fanout_broker.publish("room", text)
+
+
 app = Starlette(
     routes=[
         WebSocketRoute("/echo", TextEcho),
@@ -95,5 +128,6 @@ app = Starlette(
         WebSocketRoute("/typed", TypedEcho),
         WebSocketRoute("/graph/{room}", Graph),
         WebSocketRoute("/bare/{room}", Bare),
+        WebSocketRoute("/scoped/{room}", OneDependency),
     ]
 )

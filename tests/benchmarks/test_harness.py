@@ -104,3 +104,62 @@ def test_e2e_quick_run_with_one_app_measures_round_trips_and_handshakes(tmp_path
     markdown = (tmp_path / "latest.md").read_text()
     assert "## End-to-end: uvicorn `--ws websockets`" in markdown
     assert "| raw ASGI |" in markdown
+
+
+def test_fanout_quick_run_times_every_member_count_without_redis(tmp_path: Path) -> None:
+    results = run_harness(
+        tmp_path,
+        "--quick",
+        "--only",
+        "fanout",
+        "--fanout-members",
+        "1,5",
+        "--fanout-seconds",
+        "0.01",
+        "--redis-messages",
+        "0",
+    )
+
+    assert "inprocess" not in results and "footprint" not in results
+    fanout = results["fanout"]
+    assert fanout["members"] == [1, 5]
+    assert fanout["redis"] == {"skipped": "--redis-messages 0"}
+    assert {"tether", "broker", "broker_enqueue"} <= set(fanout["rows"])
+    for row, cells in fanout["rows"].items():
+        for members in ("1", "5"):
+            cell = cells[members]
+            if row in ("tether", "broker", "broker_enqueue"):
+                assert cell.get("error") is None, (row, members, cell)
+            if "median_seconds" in cell:
+                assert cell["median_seconds"] > 0 and cell["publishes"] >= 1
+    assert set(fanout["no_groups"]) == {"starlette", "fastapi", "lilya"}
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "## Fan-out (in-process)" in markdown
+    assert "| tether controllers" in markdown
+    assert "Redis" in markdown and "Skipped: --redis-messages 0" in markdown
+
+
+def test_footprint_quick_run_reports_bytes_per_connection_and_the_share_above_raw(
+    tmp_path: Path,
+) -> None:
+    results = run_harness(
+        tmp_path, "--quick", "--only", "footprint", "--footprint-connections", "20"
+    )
+
+    footprint = results["footprint"]
+    assert footprint["method"] == "tracemalloc"
+    assert footprint["counts"] == [20]
+    rows = footprint["rows"]
+    assert set(rows) >= set(PEERS)
+    if "tether" in rows:  # the controller under test: bare, with a dependency, unrouted
+        assert {"tether_dep", "tether_direct"} <= set(rows)
+    for name in rows:
+        cell = rows[name]["20"]
+        assert "error" not in cell, (name, cell)
+        assert cell["bytes"] > 0 and "share_above_raw" in cell
+    assert rows["raw"]["20"]["share_above_raw"] == 0
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "## Memory per idle connection (in-process, tracemalloc)" in markdown
+    assert "framework share of memory per idle connection" in markdown
