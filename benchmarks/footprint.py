@@ -51,7 +51,9 @@ def rows_for(app_names: Sequence[str]) -> list[FootprintRow]:
     from benchmarks.apps import APPS_BY_NAME
 
     rows = [
-        FootprintRow(name, APPS_BY_NAME[name].title, name) for name in app_names if name != "tether"
+        FootprintRow(name, APPS_BY_NAME[name].title, name)
+        for name in app_names
+        if name not in ("tether", "tether_direct")  # tether's rows follow
     ]
     if "tether" in app_names:
         rows += [

@@ -29,6 +29,7 @@ APPS = (
     AppSpec("lilya", "Lilya WebSocketController", "benchmarks.apps.lilya_controller"),
     AppSpec("channels", "Django Channels consumer", "benchmarks.apps.channels_consumer"),
     AppSpec("tether", "tether WebSocketController", "benchmarks.apps.tether_controllers"),
+    AppSpec("tether_direct", "tether, served directly", "benchmarks.apps.tether_direct"),
 )
 APPS_BY_NAME = {spec.name: spec for spec in APPS}
 BASELINE = "raw"

@@ -101,6 +101,11 @@ class WebSocketController:
     outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
 
     _membership: Membership | None = None
+    # The hooks bound to this connection's resolved values (None: the class has no such hook).
+    _on_connect: Callable[..., Any] | None = None
+    _on_receive: Callable[..., Any] | None = None
+    _on_disconnect: Callable[..., Any] | None = None
+    _routes: dict[str, tuple[HookPlan, Callable[..., Any]]] = {}  # never mutated: rebound
     _tasks: TaskGroup | None = None
     _wants_delivery = False
 
@@ -245,11 +250,13 @@ class WebSocketController:
     async def _session(self, ctx: Context) -> int | None:
         """Run the connection; return the code for on_disconnect (None if never accepted)."""
         websocket = ctx.websocket
+        plan = self._plan
         try:
-            if not await self._admit(websocket):
+            if plan.guards_handshake and not await self._admit(websocket):
                 return None
             await self._bind(ctx)
-            await self._check_permissions(ctx)
+            if plan.permissions:
+                await self._check_permissions(ctx)
             if self._on_connect is not None:
                 await self._call(self._plan.connect, self._on_connect, ctx)
             if websocket.application_state is CONNECTING:
@@ -290,16 +297,18 @@ class WebSocketController:
     async def _bind(self, ctx: Context) -> None:
         """Resolve every hook's per-connection parameters, before on_connect."""
         plan = self._plan
-        self._on_connect = await self._bound(plan.connect, ctx)
-        self._on_receive = await self._bound(plan.receive, ctx)
-        self._on_disconnect = await self._bound(plan.disconnect, ctx)
-        self._routes = {
-            event: (hook, await self._bound(hook, ctx)) for event, hook in plan.routes.items()
-        }
+        if plan.connect is not None:
+            self._on_connect = await self._bound(plan.connect, ctx)
+        if plan.receive is not None:
+            self._on_receive = await self._bound(plan.receive, ctx)
+        if plan.disconnect is not None:
+            self._on_disconnect = await self._bound(plan.disconnect, ctx)
+        if plan.routes:
+            self._routes = {
+                event: (hook, await self._bound(hook, ctx)) for event, hook in plan.routes.items()
+            }
 
-    async def _bound(self, hook: HookPlan | None, ctx: Context) -> Callable[..., Any] | None:
-        if hook is None:
-            return None
+    async def _bound(self, hook: HookPlan, ctx: Context) -> Callable[..., Any]:
         for through, check in hook.checks:
             if not (overrides and any(call in overrides for call in through)):
                 check(ctx)
@@ -630,7 +639,7 @@ class WebSocketController:
 
     async def _disconnected(self, ctx: Context, code: int) -> None:
         hook = self._plan.disconnect
-        bound = getattr(self, "_on_disconnect", None)
+        bound = self._on_disconnect
         if hook is None or bound is None:
             return
         ctx.close_code = code

@@ -119,6 +119,11 @@ class ControllerPlan:
         self.max_concurrency = 1
 
     @property
+    def guards_handshake(self) -> bool:
+        """Whether a handshake passes an origin check or subprotocol negotiation."""
+        return self.origins is not None or bool(self.subprotocols)
+
+    @property
     def checks_messages(self) -> bool:
         """Whether each received message passes a size or rate check."""
         return self.max_message_size is not None or self.rate_limit is not None
