@@ -80,12 +80,17 @@ def pages() -> list[Path]:
     return sorted(p for p in DOCS.rglob("*.md"))
 
 
+# pymdownx.snippets may follow the file name with lines (`:3`, `:3:9`) or a `:section`.
+LINES_OR_SECTION = re.compile(r"(?::[\w-]*){1,2}$")
+
+
 def test_every_include_exists_and_every_example_is_tested():
     included: set[str] = set()
     for page in pages():
         for target in INCLUDE.findall(page.read_text()):
-            assert (ROOT / target).is_file(), f"{page.name} includes missing {target}"
-            included.add(Path(target).stem)
+            path = LINES_OR_SECTION.sub("", target)
+            assert (ROOT / path).is_file(), f"{page.name} includes missing {path}"
+            included.add(Path(path).stem)
     examples = {p.stem for p in EXAMPLES.glob("*.py")}
     assert examples - TESTED == set(), "examples without a test in tests/test_docs.py"
     assert examples - included - {"test_room"} <= set(), "examples no page includes"
@@ -539,6 +544,61 @@ def test_broker_example():
         "{'type': 'websocket.send', 'text': '{\"text\":\"héllo\"}'}",
         "{'type': 'websocket.send', 'bytes': b'\\x00\\x01'}",
     ]
+
+
+@covers("groups")
+@pytest.mark.anyio
+async def test_groups_in_controllers():
+    import httpx
+
+    groups = load("groups")
+    app, broker = groups.app, groups.Room.broker
+    async with connect(app, "/ws/lobby?name=ada") as ada:
+        async with connect(app, "/ws/lobby?name=bob") as bob:
+            assert await ada.receive_json() == {"type": "joined", "name": "bob"}
+            await bob.receive_nothing(within=0.05)  # exclude_self: bob is not told
+            await ada.send_json({"type": "say", "text": "hi"})
+            said = {"type": "said", "name": "ada", "text": "hi"}
+            assert await ada.receive_json() == said
+            assert await bob.receive_json() == said
+
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                sent = await http.post("/rooms/lobby/announce", content="closing soon")
+            assert sent.text == "sent"
+            announcement = {"type": "announcement", "text": "closing soon"}
+            assert await ada.receive_json() == announcement
+            assert await bob.receive_json() == announcement
+
+            await bob.send_json({"type": "mute"})
+            assert await bob.receive_json() == {"type": "muted"}
+            await ada.send_json({"type": "say", "text": "still there?"})
+            assert (await ada.receive_json())["text"] == "still there?"
+            await bob.receive_nothing(within=0.1)
+        assert await ada.receive_json() == {"type": "left", "name": "bob"}
+        assert len(broker.members("room:lobby")) == 1
+    assert broker.groups() == []  # membership ends with the connection
+    with pytest.raises(HandshakeRejected):
+        async with connect(app, "/ws/lobby"):  # no ?name=
+            pass
+
+
+@pytest.mark.anyio
+async def test_groups_outbound_policy_close_sends_1013():
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    groups = load("groups")
+
+    class Tiny(groups.Room):
+        outbound_maxsize = 2
+
+    app = Starlette(routes=[WebSocketRoute("/ws/{room}", Tiny)])
+    async with connect(app, "/ws/x?name=slow") as ws:
+        for n in range(10):  # in one go, before the connection's sender runs
+            await Tiny.broker.publish("room:x", n)
+        assert await closed_with(ws) == (1013, "outbound queue full")
+    assert Tiny.broker.groups() == []
 
 
 # -- asyncapi.md ------------------------------------------------------------------------------

@@ -2,8 +2,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
 
-from tether import Header, WebSocketController
-from tether.controllers.limits import RateLimit
+from tether import Header, RateLimit, WebSocketController
 
 
 def has_api_key(x_api_key: str | None = Header(None)) -> bool:
