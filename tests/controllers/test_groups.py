@@ -163,3 +163,12 @@ async def test_drop_oldest_keeps_the_newest_messages() -> None:
             await broker.publish("ticks", n)
         assert [await ws.receive_text() for _ in range(3)] == ["7", "8", "9"]
         await ws.receive_nothing(within=0.1)
+
+
+def test_an_unknown_outbound_policy_fails_when_the_class_is_defined() -> None:
+    from tether import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"Blocking\.outbound_policy"):
+
+        class Blocking(WebSocketController):
+            outbound_policy = "block"

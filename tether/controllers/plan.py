@@ -200,6 +200,12 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
     if limit is not None and not isinstance(limit, RateLimit):
         raise ConfigurationError(f"{owner}.rate_limit must be a RateLimit(...) or None")
     plan.rate_limit = limit
+    if cls.outbound_policy not in ("drop_oldest", "close"):
+        raise ConfigurationError(
+            f"{owner}.outbound_policy must be 'drop_oldest' or 'close', got {cls.outbound_policy!r}"
+        )
+    if not isinstance(cls.outbound_maxsize, int) or cls.outbound_maxsize < 1:
+        raise ConfigurationError(f"{owner}.outbound_maxsize must be an integer >= 1")
     if not isinstance(cls.max_concurrency, int) or cls.max_concurrency < 1:
         raise ConfigurationError(f"{owner}.max_concurrency must be an integer >= 1")
     plan.max_concurrency = cls.max_concurrency

@@ -58,10 +58,11 @@ async def close_sessions_on_signal(task_status: Any = anyio.TASK_STATUS_IGNORED)
     task_status.started()
     try:
         await arrived.wait()
-        await sessions.close_all()
+        await sessions.close_all()  # stays stopping: the process is going away
     finally:
         _restore(previous)
-        sessions.stopping = False
+        if not caught:  # the app ended without a signal: the next one starts afresh
+            sessions.stopping = False
     for handler, sig, frame in caught:
         _hand_over(handler, sig, frame)
 
