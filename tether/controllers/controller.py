@@ -119,6 +119,7 @@ class WebSocketController:
         self._receive = receive
         self._send = send
         self._error: BaseException | None = None
+        self._wants_delivery = False  # in the instance: the hot loop reads it per message
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -385,6 +386,7 @@ class WebSocketController:
         decode = self._plan.receive.decode
         text_only = decode is text_frame
         on_receive = self._on_receive
+        connected = CONNECTED
         while not self._wants_delivery:
             message = await receive()
             kind = message["type"]
@@ -396,11 +398,11 @@ class WebSocketController:
                         data = decode(message)
                 except DecodeError as exc:
                     await self.on_decode_error(websocket, exc)
-                    if websocket.application_state is not CONNECTED:
+                    if websocket.application_state is not connected:
                         return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
                     continue
                 result = await on_receive(data)
-                if websocket.application_state is not CONNECTED:
+                if websocket.application_state is not connected:
                     return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
                 if result is not None:
                     try:
