@@ -15,7 +15,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-APPS = ("raw", "starlette", "fastapi", "litestar", "lilya", "channels", "tether")
+APPS = ("raw", "starlette", "fastapi", "litestar", "lilya", "channels", "tether", "tether_direct")
 PEERS = ("raw", "starlette", "fastapi", "litestar", "lilya", "channels")
 WORKLOADS = ("text", "json", "typed", "graph", "bare")
 
