@@ -172,3 +172,35 @@ def test_an_unknown_outbound_policy_fails_when_the_class_is_defined() -> None:
 
         class Blocking(WebSocketController):
             outbound_policy = "block"
+
+
+async def test_closing_while_group_messages_wait_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = MemoryBroker()
+    errors: list[BaseException] = []
+
+    class Busy(WebSocketController):
+        encoding = "text"
+
+        async def on_connect(self) -> None:
+            await self.join("firehose")
+
+        async def on_receive(self, data: str) -> None:
+            for n in range(50):  # queued behind this handler, then the handler closes
+                await broker.publish("firehose", n)
+            await self.websocket.close(4000, "bye")
+
+        async def on_error(self, websocket: WebSocket, exc: Exception) -> None:
+            errors.append(exc)
+            await super().on_error(websocket, exc)
+
+    Busy.broker = broker
+    async with connect(Busy, "/") as ws:
+        await ws.send_text("go")
+        with pytest.raises(ServerClosed) as closed:
+            for _ in range(60):
+                await ws.receive_text()
+        assert closed.value.code == 4000
+    assert errors == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

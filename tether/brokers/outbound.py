@@ -133,13 +133,15 @@ class OutboundQueue:
         self._thread = threading.get_ident()
         self._wake_threadsafe = _threadsafe_caller(self._set_event)
         queue, send = self._queue, self._send
+        # The running backend's Event class, looked up once rather than on every wait.
+        new_event = type(anyio.Event())
         try:
             while True:
                 while queue and not self._stopped:
                     await send(queue.popleft())
                 if self._stopped:
                     break
-                self._event = anyio.Event()
+                self._event = new_event()
                 self._waiting = True
                 # A message or close() may have come in since the inner loop ended.
                 if queue or self._stopped:

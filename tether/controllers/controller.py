@@ -176,6 +176,7 @@ class WebSocketController:
             membership = self._membership = Membership(
                 self.broker,
                 self.websocket,
+                self._send,
                 maxsize=self.outbound_maxsize,
                 policy=self.outbound_policy,
             )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from starlette.websockets import WebSocketDisconnect
+from starlette.types import Send
+from starlette.websockets import WebSocketState
 
 from tether.brokers import CLOSE_TRY_AGAIN_LATER, Broker, OutboundQueue
 from tether.controllers.websocket import WebSocket
@@ -18,19 +19,21 @@ class Membership:
     websocket; `close()` leaves every group.
     """
 
-    __slots__ = ("broker", "queue", "websocket")
+    __slots__ = ("broker", "queue", "send", "websocket")
 
     def __init__(
         self,
         broker: Broker,
         websocket: WebSocket,
+        send: Send,
         *,
         maxsize: int,
         policy: Literal["drop_oldest", "close"],
     ) -> None:
         self.broker = broker
         self.websocket = websocket
-        self.queue = OutboundQueue(websocket.send, maxsize=maxsize, policy=policy)
+        self.send = send
+        self.queue = OutboundQueue(self._send, maxsize=maxsize, policy=policy)
 
     async def join(self, group: str) -> None:
         await self.broker.subscribe(group, self.queue)
@@ -41,17 +44,27 @@ class Membership:
     async def publish(self, group: str, message: Any, *, exclude_self: bool) -> None:
         await self.broker.publish(group, message, exclude=self.queue if exclude_self else None)
 
+    async def _send(self, message: dict[str, Any]) -> None:
+        """The queue's way out: the ASGI send, while the connection is open."""
+        websocket = self.websocket
+        if websocket.application_state is not WebSocketState.CONNECTED:
+            self.queue.close()  # the connection closed while messages waited: drop them
+            return
+        if message["type"] == "websocket.close":  # the queue overflowed under policy "close"
+            websocket.application_state = WebSocketState.DISCONNECTED
+            websocket.close_code = CLOSE_TRY_AGAIN_LATER
+            websocket.close_reason = message.get("reason")
+        await self.send(message)
+
     async def deliver(self) -> bool:
         """Send queued messages until closed; return True if the queue overflowed (1013)."""
         try:
             await self.queue.run()
-        except (WebSocketDisconnect, OSError):
-            return False  # the client left; the receive loop hears of it
-        if self.queue.overflowed:
-            self.websocket.close_code = CLOSE_TRY_AGAIN_LATER
-            self.websocket.close_reason = "outbound queue full"
-            return True
-        return False
+        except OSError:
+            # The client left (the server's send says so); the receive loop hears of it.
+            self.websocket.application_state = WebSocketState.DISCONNECTED
+            return False
+        return self.queue.overflowed
 
     async def close(self) -> None:
         """Stop delivering and leave every group (idempotent)."""
