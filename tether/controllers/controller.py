@@ -48,6 +48,7 @@ CONNECTED = WebSocketState.CONNECTED
 DISCONNECTED = WebSocketState.DISCONNECTED
 NO_STATUS = 1005
 ABNORMAL = 1006
+ReceiveLoop = Callable[[Context, "anyio.CancelScope | None"], Awaitable["int | None"]]
 # The broker of every controller that does not set its own: in-process groups.
 default_broker = MemoryBroker()
 # How long to wait for the server's disconnect message once the client is gone.
@@ -217,9 +218,25 @@ class WebSocketController:
             return await _upgrade_required(self._send)
         websocket = self.websocket = self.websocket_class(self.scope, self._receive, self._send)
         ctx = Context(websocket, ScopeState())
-        code: int | None = None
+        plan = self._plan
+        code: int | None = None  # for on_disconnect; None while not accepted
         try:
-            code = await self._session(ctx)
+            try:
+                if plan.guards_handshake and not await self._admit(websocket):
+                    return
+                await self._bind(ctx)
+                if plan.permissions:
+                    await self._check_permissions(ctx)
+                if self._on_connect is not None:
+                    await self._call(plan.connect, self._on_connect, ctx)
+                if websocket.application_state is CONNECTING:
+                    await websocket.accept()
+                if websocket.application_state is CONNECTED:
+                    code = await self._receive_loop(ctx)
+                elif websocket.accepted:  # on_connect accepted, then closed
+                    code = websocket.close_code
+            except Exception as exc:
+                code = await self._failed(unwrap(exc), ctx)
         except BaseException as exc:  # cancellation: clean up, then let it go on
             self._error = exc
             raise
@@ -248,26 +265,6 @@ class WebSocketController:
         if self._membership is not None:
             await self._membership.close()
         await ctx.connection.aclose(self._error)
-
-    async def _session(self, ctx: Context) -> int | None:
-        """Run the connection; return the code for on_disconnect (None if never accepted)."""
-        websocket = ctx.websocket
-        plan = self._plan
-        try:
-            if plan.guards_handshake and not await self._admit(websocket):
-                return None
-            await self._bind(ctx)
-            if plan.permissions:
-                await self._check_permissions(ctx)
-            if self._on_connect is not None:
-                await self._call(self._plan.connect, self._on_connect, ctx)
-            if websocket.application_state is CONNECTING:
-                await websocket.accept()
-            if websocket.application_state is not CONNECTED:
-                return websocket.close_code if websocket.accepted else None
-            return await self._receive_loop(ctx)
-        except Exception as exc:
-            return await self._failed(unwrap(exc), ctx)
 
     async def _admit(self, websocket: WebSocket) -> bool:
         """Check the origin and negotiate the subprotocol; refuse (403) on failure."""
@@ -325,43 +322,48 @@ class WebSocketController:
         The session is registered for graceful shutdown, which closes it with
         1001. With `idle_timeout`, the loop runs in a cancel scope whose
         deadline each message pushes back; reaching it closes with 1001.
+        (Awaits are kept shallow on purpose: an idle connection holds one
+        suspended frame per level.)
         """
         websocket = ctx.websocket
+        loop = self._loop_for_connection()
         sessions.live.add(websocket)
         try:
             if sessions.stopping:
                 await close_quietly(websocket, GOING_AWAY, "server shutting down")
                 return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
             if self._plan.idle_timeout is None:
-                return await self._receive_delivering(ctx, None)
+                code = await loop(ctx, None)
+                return await self._deliver_alongside(loop, ctx, None) if code is None else code
             with anyio.CancelScope() as idle:
-                return await self._receive_delivering(ctx, idle)
+                code = await loop(ctx, idle)
+                return await self._deliver_alongside(loop, ctx, idle) if code is None else code
             await close_quietly(websocket, GOING_AWAY, "idle timeout")
             return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
         finally:
             sessions.live.discard(websocket)
 
-    async def _receive_delivering(self, ctx: Context, idle: anyio.CancelScope | None) -> int:
-        """Receive; once the connection joins a group, deliver its messages alongside."""
-        code = await self._receive_messages(ctx, idle)
-        if code is None:
-            async with anyio.create_task_group() as tasks:
-                self._tasks, self._wants_delivery = tasks, False
-                tasks.start_soon(self._deliver, tasks)
-                code = await self._receive_messages(ctx, idle)
-                # Let delivery finish the frame it is sending (1013, say), briefly.
-                self._membership.queue.close()
-                tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
-            self._tasks = None
+    async def _deliver_alongside(
+        self, loop: ReceiveLoop, ctx: Context, idle: anyio.CancelScope | None
+    ) -> int:
+        """Go on receiving, now beside a task delivering the joined groups' messages."""
+        async with anyio.create_task_group() as tasks:
+            self._tasks, self._wants_delivery = tasks, False
+            tasks.start_soon(self._deliver, tasks)
+            code = await loop(ctx, idle)
+            # Let delivery finish the frame it is sending (1013, say), briefly.
+            self._membership.queue.close()
+            tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
+        self._tasks = None
         return code or ctx.websocket.close_code or NO_STATUS
 
-    async def _receive_messages(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
-        """The receive loop fitting this connection; None when delivery must start."""
+    def _loop_for_connection(self) -> ReceiveLoop:
+        """The receive loop fitting this connection (it returns None when delivery must start)."""
         if self._plan.max_concurrency > 1:
-            return await self._receive_concurrently(ctx, scope)
+            return self._receive_concurrently
         if self._is_plain_echo_shape():
-            return await self._receive_plain(ctx)
-        return await self._receive_in_order(ctx, scope)
+            return self._receive_plain
+        return self._receive_in_order
 
     def _is_plain_echo_shape(self) -> bool:
         """Whether the connection can take `_receive_plain`, the hot path."""
@@ -376,7 +378,7 @@ class WebSocketController:
             and plan.idle_timeout is None
         )
 
-    async def _receive_plain(self, ctx: Context) -> int | None:
+    async def _receive_plain(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
         """`_receive_in_order` for the common case, with nothing between the hook and the wire.
 
         One async `on_receive(data)`, no limits: per message this is one
