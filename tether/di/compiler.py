@@ -113,17 +113,14 @@ class Dependency:
 _plans: dict[Any, CallPlan] = {}
 
 
-def compile_dependency(call: Callable[..., Any]) -> CallPlan:
-    """The plan of a dependency callable, compiled on first use and reused."""
+def compile_dependency(call: Callable[..., Any], stack: tuple[Any, ...] = ()) -> CallPlan:
+    """The plan of a dependency callable, compiled on first use and reused.
+
+    `stack` holds the callables being compiled above this one (for cycle errors).
+    """
     plan = _plans.get(call)
     if plan is None:
-        plan = _compile(
-            call,
-            _name_of(call),
-            allowed=frozenset(RESERVED) - {"close_code", "close_reason"},
-            stack=(),
-        )
-        _plans[call] = plan
+        plan = _plans[call] = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
     return plan
 
 
@@ -232,14 +229,11 @@ def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Depend
     if call in stack:
         cycle = " -> ".join(_name_of(c) for c in (*stack[stack.index(call) :], call))
         raise ConfigurationError(f"{at}: dependency cycle {cycle}.")
-    plan = _plans.get(call)
-    if plan is None:
-        try:
-            plan = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
-        except ConfigurationError as exc:
-            # Lead the message with the path from the hook down to the culprit.
-            raise ConfigurationError(f"{at}: {exc}") from exc
-        _plans[call] = plan
+    try:
+        plan = compile_dependency(call, stack)
+    except ConfigurationError as exc:
+        # Lead the message with the path from the hook down to the culprit.
+        raise ConfigurationError(f"{at}: {exc}") from exc
     level = LEVELS[marker.scope]
     if plan.level > level:
         narrower = next(p for p in plan.params if p.level > level)
