@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket as StarletteWebSocket
 
 from tether.di.conversion import (
     compile_converter,
+    identity,
     is_list_annotation,
     parse_query_string,
     unwrap_annotated,
@@ -305,6 +306,18 @@ _EMPTY: Mapping[str, Any] = {}
 def _converting(
     lookup: Callable[[Any], Any], convert: Callable[[Any], Any], default: Any, label: str
 ) -> Callable[[Any], Any]:
+    if convert is identity:  # a str: nothing to convert, nothing that can fail
+
+        def get_as_is(ctx: Any) -> Any:
+            raw = lookup(ctx)
+            if raw is None:
+                if default is Required:
+                    raise ParameterError(f"{label} is required")
+                return default
+            return raw
+
+        return get_as_is
+
     def get(ctx: Any) -> Any:
         raw = lookup(ctx)
         if raw is None:

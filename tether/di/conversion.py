@@ -22,7 +22,8 @@ _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 _LIST_ORIGINS = (list, tuple, set, frozenset, Sequence)
 
 
-def _identity(value: Any) -> Any:
+def identity(value: Any) -> Any:
+    """The converter of `str` (and unannotated) values: the value itself."""
     return value
 
 
@@ -71,7 +72,7 @@ def compile_converter(annotation: Any) -> Converter:
     """
     annotation = strip_optional(unwrap_annotated(annotation)[0])
     if annotation in (inspect.Parameter.empty, Any, str, object):
-        return _identity
+        return identity
     origin = typing.get_origin(annotation)
     if origin in _LIST_ORIGINS:
         args = typing.get_args(annotation)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
+from types import AsyncGeneratorType
 from typing import Any
 
 from tether.di.compiler import (
@@ -53,7 +54,7 @@ class ScopeState:
 
 
 async def _step_out(gen: Any, exc: BaseException | None) -> None:
-    is_async = isinstance(gen, AsyncGenerator)
+    is_async = type(gen) is AsyncGeneratorType or isinstance(gen, AsyncGenerator)
     try:
         if is_async:
             await (gen.__anext__() if exc is None else gen.athrow(exc))
@@ -165,8 +166,13 @@ async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
         value = await plan.call(**kwargs)
     elif kind == FUNCTION:
         value = plan.call(**kwargs)
-    else:
-        value = await _enter(plan, kwargs, state)
+    else:  # a generator: step it to its `yield`; its teardown is registered on `state`
+        gen = plan.call(**kwargs)
+        try:
+            value = await gen.__anext__() if kind == ASYNC_GENERATOR else next(gen)
+        except (StopIteration, StopAsyncIteration):
+            raise RuntimeError(f"dependency {plan.name} did not yield a value") from None
+        state.exits.append(gen)
     if dep.use_cache:
         # Two connections may race to create an app-scoped value: keep the first.
         value = state.cache.setdefault(key, value)
@@ -174,14 +180,3 @@ async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
 
 
 _NO_ARGS: dict[str, Any] = {}
-
-
-async def _enter(plan: CallPlan, kwargs: dict[str, Any], state: ScopeState) -> Any:
-    """Step a generator dependency to its `yield`; its teardown is registered on `state`."""
-    gen = plan.call(**kwargs)
-    try:
-        value = await gen.__anext__() if plan.kind == ASYNC_GENERATOR else next(gen)
-    except (StopIteration, StopAsyncIteration):
-        raise RuntimeError(f"dependency {plan.name} did not yield a value") from None
-    state.exits.append(gen)
-    return value
