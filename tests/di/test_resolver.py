@@ -208,6 +208,30 @@ async def test_override_swaps_a_dependency_inside_the_block() -> None:
         assert await ws.receive_text() == "postgres"
 
 
+async def test_an_override_may_bring_a_connection_scoped_dependency() -> None:
+    log: list[str] = []
+
+    def session():
+        log.append("session opened")
+        yield "session"
+        log.append("session closed")
+
+    def fake_db(s: str = Provide(session)) -> str:
+        return f"fake via {s}"
+
+    class PerMessage(WebSocketController):
+        async def on_receive(self, data: str, db: str = Provide(real_db, scope="message")) -> str:
+            return db
+
+    with override(real_db, fake_db):
+        async with connect(PerMessage, "/") as ws:
+            await ws.send_text("?")
+            assert await ws.receive_text() == "fake via session"
+            await ws.send_text("?")
+            assert await ws.receive_text() == "fake via session"
+    assert log == ["session opened", "session closed"]
+
+
 # -- teardown on every exit path ----------------------------------------------------
 
 

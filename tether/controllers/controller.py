@@ -111,6 +111,7 @@ class WebSocketController:
     _wants_delivery = False
 
     _plan: ClassVar[ControllerPlan]
+    _receive_messages: ReceiveLoop  # chosen per class, in __init_subclass__
 
     websocket: WebSocket
     _client_code: int = ABNORMAL  # the code of the client's close, once the loop has read it
@@ -124,7 +125,14 @@ class WebSocketController:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._plan = compile_controller(cls, WebSocketController)
+        plan = cls._plan = compile_controller(cls, WebSocketController)
+        # The receive loop fitting the class (it returns None when delivery must start).
+        if plan.max_concurrency > 1:
+            cls._receive_messages = cls._receive_concurrently
+        elif plan.plain_receive:
+            cls._receive_messages = cls._receive_plain
+        else:
+            cls._receive_messages = cls._receive_in_order
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.dispatch().__await__()
@@ -203,8 +211,15 @@ class WebSocketController:
             await self.broker.publish(group, message)
 
     async def _deliver(self, tasks: TaskGroup) -> None:
-        assert self._membership is not None
-        if await self._membership.deliver():
+        """Send the joined groups' messages until the queue closes (one task per connection)."""
+        queue = self._membership.queue
+        try:
+            await queue.run()
+        except OSError:
+            # The client left (the server's send says so); the receive loop hears of it.
+            self.websocket.application_state = DISCONNECTED
+            return
+        if queue.overflowed:
             tasks.cancel_scope.cancel()  # closed with 1013: stop receiving too
 
     # -- the lifecycle ---------------------------------------------------------------
@@ -217,8 +232,9 @@ class WebSocketController:
         if kind != "websocket":
             return await _upgrade_required(self._send)
         websocket = self.websocket = self.websocket_class(self.scope, self._receive, self._send)
-        ctx = Context(websocket, ScopeState())
         plan = self._plan
+        # An override may bring connection-scoped dependencies the class has none of.
+        ctx = Context(websocket, ScopeState() if plan.connection_scoped or overrides else None)
         code: int | None = None  # for on_disconnect; None while not accepted
         try:
             try:
@@ -232,7 +248,13 @@ class WebSocketController:
                 if websocket.application_state is CONNECTING:
                     await websocket.accept()
                 if websocket.application_state is CONNECTED:
-                    code = await self._receive_loop(ctx)
+                    sessions.live.add(websocket)  # graceful shutdown closes it with 1001
+                    try:
+                        code = await self._receive_until_closed(ctx)
+                        if code is None:  # join() asked for delivery beside the loop
+                            code = await self._deliver_alongside(self._receive_messages, ctx, None)
+                    finally:
+                        sessions.live.discard(websocket)
                 elif websocket.accepted:  # on_connect accepted, then closed
                     code = websocket.close_code
             except Exception as exc:
@@ -250,7 +272,7 @@ class WebSocketController:
         accepted = self.websocket.accepted
         needs_code = accepted and code is None
         return bool(
-            ctx.connection.exits
+            (ctx.connection is not None and ctx.connection.exits)
             or needs_code
             or (accepted and self._plan.disconnect)
             or self._membership is not None
@@ -261,10 +283,12 @@ class WebSocketController:
         if websocket.accepted:
             if code is None:
                 code = websocket.close_code or await self._client_close_code(0.1)
-            await self._disconnected(ctx, code)
+            if self._on_disconnect is not None:
+                await self._disconnected(ctx, code)
         if self._membership is not None:
             await self._membership.close()
-        await ctx.connection.aclose(self._error)
+        if ctx.connection is not None:
+            await ctx.connection.aclose(self._error)
 
     async def _admit(self, websocket: WebSocket) -> bool:
         """Check the origin and negotiate the subprotocol; refuse (403) on failure."""
@@ -316,32 +340,33 @@ class WebSocketController:
             return method
         return partial(method, **await solve(hook.static, ctx))
 
-    async def _receive_loop(self, ctx: Context) -> int:
-        """Receive until either side closes; return the code for on_disconnect.
+    def _receive_until_closed(self, ctx: Context) -> Awaitable[int | None]:
+        """The receive loop to await: the class's own, or one guarding shutdown and idle time.
 
-        The session is registered for graceful shutdown, which closes it with
-        1001. With `idle_timeout`, the loop runs in a cancel scope whose
-        deadline each message pushes back; reaching it closes with 1001.
-        (Awaits are kept shallow on purpose: an idle connection holds one
-        suspended frame per level.)
+        It returns the code for on_disconnect, or None when delivery must
+        start. (A plain function, and the common case awaited straight from
+        `dispatch`: an idle connection holds one suspended frame per level.)
+        """
+        if sessions.stopping or self._plan.idle_timeout is not None:
+            return self._receive_guarded(ctx)
+        return self._receive_messages(ctx, None)
+
+    async def _receive_guarded(self, ctx: Context) -> int:
+        """Close at once while the server shuts down (1001); else receive with `idle_timeout`.
+
+        The loop runs in a cancel scope whose deadline each message pushes
+        back; reaching it closes with 1001.
         """
         websocket = ctx.websocket
-        loop = self._loop_for_connection()
-        sessions.live.add(websocket)
-        try:
-            if sessions.stopping:
-                await close_quietly(websocket, GOING_AWAY, "server shutting down")
-                return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-            if self._plan.idle_timeout is None:
-                code = await loop(ctx, None)
-                return await self._deliver_alongside(loop, ctx, None) if code is None else code
+        if not sessions.stopping:
+            loop = self._receive_messages
             with anyio.CancelScope() as idle:
                 code = await loop(ctx, idle)
                 return await self._deliver_alongside(loop, ctx, idle) if code is None else code
             await close_quietly(websocket, GOING_AWAY, "idle timeout")
-            return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-        finally:
-            sessions.live.discard(websocket)
+        else:
+            await close_quietly(websocket, GOING_AWAY, "server shutting down")
+        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
 
     async def _deliver_alongside(
         self, loop: ReceiveLoop, ctx: Context, idle: anyio.CancelScope | None
@@ -356,27 +381,6 @@ class WebSocketController:
             tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
         self._tasks = None
         return code or ctx.websocket.close_code or NO_STATUS
-
-    def _loop_for_connection(self) -> ReceiveLoop:
-        """The receive loop fitting this connection (it returns None when delivery must start)."""
-        if self._plan.max_concurrency > 1:
-            return self._receive_concurrently
-        if self._is_plain_echo_shape():
-            return self._receive_plain
-        return self._receive_in_order
-
-    def _is_plain_echo_shape(self) -> bool:
-        """Whether the connection can take `_receive_plain`, the hot path."""
-        plan, hook = self._plan, self._plan.receive
-        return (
-            hook is not None
-            and not self._routes
-            and hook.per_call is None
-            and hook.is_async
-            and hook.data_first
-            and not plan.checks_messages
-            and plan.idle_timeout is None
-        )
 
     async def _receive_plain(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
         """`_receive_in_order` for the common case, with nothing between the hook and the wire.
@@ -580,8 +584,9 @@ class WebSocketController:
             with anyio.CancelScope(shield=True):
                 await state.aclose(exc)
             raise
-        with anyio.CancelScope(shield=True):
-            await state.aclose()
+        if state.exits:  # a teardown to run (a shield costs more than most handlers)
+            with anyio.CancelScope(shield=True):
+                await state.aclose()
         return result
 
     async def _reply(self, value: Any) -> None:

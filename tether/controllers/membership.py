@@ -15,8 +15,8 @@ class Membership:
     """The groups a connection belongs to, and the queue their messages wait in.
 
     Made on the connection's first `join`. Messages published to its groups
-    wait in a bounded `OutboundQueue` that `deliver()` drains into the
-    websocket; `close()` leaves every group.
+    wait in a bounded `OutboundQueue`, which the connection's delivery task
+    drains into the websocket; `close()` leaves every group.
     """
 
     __slots__ = ("broker", "queue", "send", "websocket")
@@ -55,16 +55,6 @@ class Membership:
             websocket.close_code = CLOSE_TRY_AGAIN_LATER
             websocket.close_reason = message.get("reason")
         await self.send(message)
-
-    async def deliver(self) -> bool:
-        """Send queued messages until closed; return True if the queue overflowed (1013)."""
-        try:
-            await self.queue.run()
-        except OSError:
-            # The client left (the server's send says so); the receive loop hears of it.
-            self.websocket.application_state = WebSocketState.DISCONNECTED
-            return False
-        return self.queue.overflowed
 
     async def close(self) -> None:
         """Stop delivering and leave every group (idempotent)."""

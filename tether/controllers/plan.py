@@ -83,9 +83,12 @@ class ControllerPlan:
     """Every hook of a controller class, and its guards and limits, compiled."""
 
     __slots__ = (
+        "checks_messages",
         "connect",
+        "connection_scoped",
         "disconnect",
         "frame",
+        "guards_handshake",
         "idle_timeout",
         "max_concurrency",
         "max_message_size",
@@ -117,16 +120,27 @@ class ControllerPlan:
         self.rate_limit: RateLimit | None = None
         self.idle_timeout: float | None = None
         self.max_concurrency = 1
+        # Whether a handshake passes an origin check or subprotocol negotiation.
+        self.guards_handshake = False
+        # Whether each received message passes a size or rate check.
+        self.checks_messages = False
+        # Whether any dependency lives per connection (else no connection scope is made).
+        self.connection_scoped = False
 
     @property
-    def guards_handshake(self) -> bool:
-        """Whether a handshake passes an origin check or subprotocol negotiation."""
-        return self.origins is not None or bool(self.subprotocols)
-
-    @property
-    def checks_messages(self) -> bool:
-        """Whether each received message passes a size or rate check."""
-        return self.max_message_size is not None or self.rate_limit is not None
+    def plain_receive(self) -> bool:
+        """Whether messages can take the hot path: one async `on_receive(data)`, no limits."""
+        hook = self.receive
+        return (
+            hook is not None
+            and not self.routes
+            and hook.per_call is None
+            and hook.is_async
+            and hook.data_first
+            and not self.checks_messages
+            and self.idle_timeout is None
+            and self.max_concurrency == 1
+        )
 
 
 def _request_values(
@@ -209,6 +223,24 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
     if not isinstance(cls.max_concurrency, int) or cls.max_concurrency < 1:
         raise ConfigurationError(f"{owner}.max_concurrency must be an integer >= 1")
     plan.max_concurrency = cls.max_concurrency
+    plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
+    plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
+    hooks = [plan.connect, plan.receive, plan.disconnect, *plan.routes.values()]
+    plan.connection_scoped = any(
+        _has_connection_dependency((*hook.static, *(hook.per_call or ())))
+        for hook in hooks
+        if hook is not None
+    ) or any(_has_connection_dependency(p.plan.params) for p in plan.permissions)
+
+
+def _has_connection_dependency(params: tuple[Param, ...]) -> bool:
+    for param in params:
+        dep = param.dependency
+        if dep is None:
+            continue
+        if dep.level == CONNECTION or _has_connection_dependency(dep.plan.params):
+            return True
+    return False
 
 
 def _compile_data(plan: HookPlan, encoding: str | None, *, routed: bool) -> None:
