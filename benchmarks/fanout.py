@@ -1,8 +1,9 @@
 """Fan-out: one publish to 1 … 10,000 local members, and messages/second across two processes.
 
-In-process (`run_fanout`), for every member count, one batch of idle connections
-(`benchmarks.idle`) is opened, then a publish is timed from the call until every
-member's ASGI `send` has received the message:
+In-process (`run_fanout`), in each round and for every member count, one batch of
+idle connections (`benchmarks.idle`) is opened, then publishes are timed from the
+call until every member's ASGI `send` has received the message; a cell is the
+median of the rounds' medians:
 
 - tether: `WebSocketController`s that `join` a group on connect, published to
   with `broker.publish` (their `MemoryBroker`);
@@ -249,14 +250,18 @@ async def broker_enqueue(members: int, publishes: int) -> list[float]:
     return samples
 
 
-def _summary(samples: Sequence[float], members: int) -> dict[str, Any]:
-    median = statistics.median(samples)
+def _summary(batches: Sequence[Sequence[float]], members: int) -> dict[str, Any]:
+    """A cell's figures from its rounds: each round a batch of publish times, in seconds."""
+    round_medians = [statistics.median(batch) for batch in batches]
+    median = statistics.median(round_medians)
+    every = [seconds for batch in batches for seconds in batch]
     return {
         "median_seconds": median,
-        "p90_seconds": statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else median,
+        "round_medians": round_medians,
+        "p90_seconds": statistics.quantiles(every, n=10)[-1] if len(every) > 1 else median,
         "per_member_ns": median / members * 1e9,
-        "publishes": len(samples),
-        "samples": samples,
+        "publishes": len(every),
+        "samples": every,
     }
 
 
@@ -282,48 +287,66 @@ async def run_fanout(
     peers: Sequence[str] | None = None,
     budget: float = 0.3,
     most: int = 200,
+    rounds: int = 3,
     cell_seconds: float = 20.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Time one publish to each member count for every peer and the bare broker.
+    """Time publishes to each member count for every peer and the bare broker, in rounds.
 
-    Returns `{"members", "rows": {row: {str(n): summary or {"error"} or {"skipped"}}},
-    "skipped", "no_groups"}`; a cell's `median_seconds` is the median over its publishes.
+    Each round opens a fresh batch of connections per peer and member count, in
+    turn, so a noisy moment on the machine lands on one round of every peer rather
+    than on all of one peer's samples. Returns `{"members", "rounds", "rows": {row:
+    {str(n): summary or {"error"} or {"skipped"}}}, "skipped", "no_groups"}`; a
+    cell's `median_seconds` is the median of its rounds' medians.
     A peer whose publishes, scaled linearly from its previous member count, would keep
     one cell busy longer than `cell_seconds` is skipped at the larger count, with why.
     """
     loaded, skipped = load_peers(peers)
-    rows: dict[str, dict[str, Any]] = {peer.name: {} for peer, _ in loaded}
-    rows["broker"], rows["broker_enqueue"] = {}, {}
+    names = [peer.name for peer, _ in loaded] + ["broker", "broker_enqueue"]
+    samples: dict[str, dict[int, list[list[float]]]] = {n: {c: [] for c in members} for n in names}
+    rows: dict[str, dict[str, Any]] = {name: {} for name in names}
     previous: dict[str, tuple[int, float]] = {}
-    for count in members:
-        started = time.perf_counter()
-        for peer, module in loaded:
-            if peer.name in previous:
-                fewer, seconds = previous[peer.name]
-                estimate = seconds * count / fewer * (MIN_PUBLISHES + 1)
-                if estimate > cell_seconds:
-                    rows[peer.name][str(count)] = {
-                        "skipped": f"one publish to {fewer:,} took {seconds:.3f} s, so"
-                        f" {MIN_PUBLISHES + 1} to {count:,} would take over {estimate:.0f} s"
-                    }
-                    log(f"  fan-out {peer.name} @{count:,} skipped (estimated {estimate:.0f} s)")
+    for round_number in range(1, rounds + 1):
+        for count in members:
+            started = time.perf_counter()
+            for peer, module in loaded:
+                cell = rows[peer.name]
+                if "skipped" in cell.get(str(count), {}) or "error" in cell.get(str(count), {}):
                     continue
-            try:
-                samples = await peer_fanout(peer, module, count, budget=budget, most=most)
-                rows[peer.name][str(count)] = _summary(samples, count)
-                previous[peer.name] = (count, statistics.median(samples))
-            except Exception as exc:  # a failing peer is reported in its cell
-                rows[peer.name][str(count)] = {"error": f"{type(exc).__name__}: {exc}"}
-                log(f"  fan-out {peer.name} @{count} failed: {exc}")
-            gc.collect()
-        samples = await broker_fanout(count, budget=budget, most=most)
-        rows["broker"][str(count)] = _summary(samples, count)
-        publishes = max(20, min(2_000, 200_000 // count))
-        rows["broker_enqueue"][str(count)] = _summary(await broker_enqueue(count, publishes), count)
-        log(f"fan-out: {count:,} members in {time.perf_counter() - started:.1f}s")
+                if peer.name in previous and previous[peer.name][0] < count:
+                    fewer, seconds = previous[peer.name]
+                    estimate = seconds * count / fewer * (MIN_PUBLISHES + 1)
+                    if estimate > cell_seconds:
+                        cell[str(count)] = {
+                            "skipped": f"one publish to {fewer:,} took {seconds:.3f} s, so"
+                            f" {MIN_PUBLISHES + 1} to {count:,} would take over {estimate:.0f} s"
+                        }
+                        log(
+                            f"  fan-out {peer.name} @{count:,} skipped (estimated {estimate:.0f} s)"
+                        )
+                        continue
+                try:
+                    found = await peer_fanout(peer, module, count, budget=budget, most=most)
+                    samples[peer.name][count].append(found)
+                    previous[peer.name] = (count, statistics.median(found))
+                except Exception as exc:  # a failing peer is reported in its cell
+                    cell[str(count)] = {"error": f"{type(exc).__name__}: {exc}"}
+                    log(f"  fan-out {peer.name} @{count} failed: {exc}")
+                gc.collect()
+            samples["broker"][count].append(await broker_fanout(count, budget=budget, most=most))
+            publishes = max(20, min(2_000, 200_000 // count))
+            samples["broker_enqueue"][count].append(await broker_enqueue(count, publishes))
+            log(
+                f"fan-out round {round_number}/{rounds}: {count:,} members"
+                f" in {time.perf_counter() - started:.1f}s"
+            )
+    for name, by_count in samples.items():
+        for count, batches in by_count.items():
+            if batches and str(count) not in rows[name]:
+                rows[name][str(count)] = _summary(batches, count)
     return {
         "members": list(members),
+        "rounds": rounds,
         "message_bytes": len(TEXT.encode()),
         "rows": rows,
         "skipped": skipped,

@@ -192,8 +192,9 @@ def _fanout_section(fanout: dict[str, Any]) -> list[str]:
         "",
         f"One publish of a {fanout['message_bytes']}-byte JSON text to every member of a group,"
         " timed from the publish call until every member's ASGI `send` has the message"
-        " (the last row: until `publish` returns). Median over the publishes of one"
-        " batch of idle connections.",
+        " (the last row: until `publish` returns). Each round opens a fresh batch of idle"
+        " connections per row and member count, in turn, and times publishes to it; a cell"
+        f" is the median of its {fanout.get('rounds', 1)} round(s)' medians.",
         "",
         "| members | " + " | ".join(f"{n:,}" for n in members) + " |",
         "|---|" + "---:|" * len(members),

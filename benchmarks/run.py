@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fanout-seconds", type=float, default=None, help="publishing time a fan-out cell (0.3)"
     )
     parser.add_argument(
+        "--fanout-rounds", type=int, default=None, help="fan-out rounds, interleaved (3)"
+    )
+    parser.add_argument(
         "--redis-messages", type=int, default=None, help="messages through Redis (5000; 0 skips)"
     )
     parser.add_argument("--redis-rounds", type=int, default=None, help="Redis rounds (3)")
@@ -95,6 +98,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
             for n in (args.fanout_members or (["1", "10", "100"] if quick else MEMBER_COUNTS))
         ],
         "fanout_seconds": pick(args.fanout_seconds, 0.3, 0.05),
+        "fanout_rounds": pick(args.fanout_rounds, 3, 1),
         "redis_messages": pick(args.redis_messages, 5_000, 500),
         "redis_rounds": pick(args.redis_rounds, 3, 1),
         "redis_publishers": [1, 8],
@@ -185,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings["fanout_members"],
                 peers=[spec.name for spec, _ in loaded],
                 budget=settings["fanout_seconds"],
+                rounds=settings["fanout_rounds"],
                 log=print_flush,
             )
         )
