@@ -14,7 +14,6 @@ from websockets.exceptions import ConnectionClosed
 pytestmark = pytest.mark.anyio
 
 
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # the websockets client is asyncio-only

@@ -167,20 +167,22 @@ class OutboundQueue:
 
     def _wake(self) -> None:
         self._waiting = False
-        if self._waiter is None:
-            return
         if threading.get_ident() == self._thread:
-            self._set_event()
+            _release(self._waiter)
         elif self._wake_threadsafe is not None:
             self._wake_threadsafe()
 
     def _set_event(self) -> None:
-        waiter = self._waiter
-        if isinstance(waiter, asyncio.Future):
-            if not waiter.done():  # done: cancelled along with run()
-                waiter.set_result(None)
-        elif waiter is not None:
-            waiter.set()
+        _release(self._waiter)
+
+
+def _release(waiter: asyncio.Future[None] | anyio.Event | None) -> None:
+    """Wake the `run()` waiting on `waiter`, if it still waits."""
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():  # done: cancelled along with run()
+            waiter.set_result(None)
+    elif waiter is not None:
+        waiter.set()
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
