@@ -191,6 +191,12 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
     )
     plan.frame = frame_reader(encoding)
     _compile_guards(cls, plan)
+    hooks = [plan.connect, plan.receive, plan.disconnect, *plan.routes.values()]
+    plan.connection_scoped = any(
+        _has_connection_dependency((*hook.static, *(hook.per_call or ())))
+        for hook in hooks
+        if hook is not None
+    ) or any(_has_connection_dependency(p.plan.params) for p in plan.permissions)
     return plan
 
 
@@ -225,12 +231,6 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
     plan.max_concurrency = cls.max_concurrency
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
-    hooks = [plan.connect, plan.receive, plan.disconnect, *plan.routes.values()]
-    plan.connection_scoped = any(
-        _has_connection_dependency((*hook.static, *(hook.per_call or ())))
-        for hook in hooks
-        if hook is not None
-    ) or any(_has_connection_dependency(p.plan.params) for p in plan.permissions)
 
 
 def _has_connection_dependency(params: tuple[Param, ...]) -> bool:
