@@ -36,6 +36,7 @@ from tether.controllers.lifespan import serve_lifespan
 from tether.controllers.limits import MESSAGE_TOO_BIG, RateLimit, TokenBucket, message_size
 from tether.controllers.membership import Membership
 from tether.controllers.plan import ControllerPlan, HookPlan, compile_controller
+from tether.controllers.shield import teardown_shield
 from tether.controllers.shutdown import GOING_AWAY, sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.compiler import ParameterError
@@ -264,7 +265,7 @@ class WebSocketController:
             raise
         finally:
             if self._has_endings(ctx, code):
-                with anyio.CancelScope(shield=True):
+                with teardown_shield():
                     await self._end(ctx, code)
 
     def _has_endings(self, ctx: Context, code: int | None) -> bool:
@@ -581,11 +582,11 @@ class WebSocketController:
             if hook.is_async:
                 result = await result
         except BaseException as exc:
-            with anyio.CancelScope(shield=True):
+            with teardown_shield():
                 await state.aclose(exc)
             raise
         if state.exits:  # a teardown to run (a shield costs more than most handlers)
-            with anyio.CancelScope(shield=True):
+            with teardown_shield():
                 await state.aclose()
         return result
 
