@@ -31,12 +31,14 @@ _NOTHING_TO_HOLD_OFF: AbstractContextManager[Any] = nullcontext()
 
 def teardown_shield() -> AbstractContextManager[Any]:
     """A context manager under which teardown runs to the end, whatever is cancelled."""
-    if _task_states is not None:
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:  # no asyncio loop: trio, whose shields are its own
+    if _task_states is None:
+        return anyio.CancelScope(shield=True)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no asyncio loop: trio, whose shields are its own
+        return anyio.CancelScope(shield=True)
+    if _task_states:  # some task is in an anyio scope: is this one?
+        state = _task_states.get(asyncio.current_task())
+        if state is not None and getattr(state, "cancel_scope", True) is not None:
             return anyio.CancelScope(shield=True)
-        state = _task_states.get(task) if task is not None else None
-        if state is None or getattr(state, "cancel_scope", True) is None:
-            return _NOTHING_TO_HOLD_OFF
-    return anyio.CancelScope(shield=True)
+    return _NOTHING_TO_HOLD_OFF
