@@ -195,6 +195,23 @@ async def test_header_underscores_match_hyphens_case_insensitively() -> None:
         assert await ws.receive_text() == "Shouty"
 
 
+async def test_a_repeated_header_gives_a_list_or_its_first_value() -> None:
+    class Tagged(WebSocketController):
+        async def on_connect(
+            self,
+            websocket: WebSocket,
+            tags: list[str] = Header(alias="x-tag"),
+            first: str = Header(alias="x-tag"),
+            missing: list[int] | None = Header(None, alias="x-none"),
+        ) -> None:
+            await websocket.accept()
+            await websocket.send_json([tags, first, missing])
+
+    headers = [(b"x-tag", b"red"), (b"x-other", b"-"), (b"x-tag", b"blue")]
+    async with connect(Tagged, "/", headers=headers) as ws:
+        assert await ws.receive_json() == [["red", "blue"], "red", None]
+
+
 async def test_path_params_converted_and_defaults() -> None:
     class Room(WebSocketController):
         async def on_connect(

@@ -266,11 +266,20 @@ def _request_getter(marker: Marker, name: str, base: Any, default: Any, at: str)
         def lookup(ctx: Any) -> Any:
             return ctx.websocket.cookies.get(key)
     elif isinstance(marker, Header):
-        key = key.lower()
+        # Read the scope's raw list as Starlette's `Headers` does (ASGI header
+        # names are lowercase bytes), without building a `Headers` per connection.
+        raw_key = key.lower().encode("latin-1")
 
         def lookup(ctx: Any) -> Any:
-            headers = ctx.websocket.headers
-            return (headers.getlist(key) or None) if many else headers.get(key)
+            if many:
+                found = [
+                    v.decode("latin-1") for k, v in ctx.websocket.scope["headers"] if k == raw_key
+                ]
+                return found or None
+            for name, value in ctx.websocket.scope["headers"]:
+                if name == raw_key:
+                    return value.decode("latin-1")  # the first one, as `Headers.get`
+            return None
     else:
 
         def lookup(ctx: Any) -> Any:
