@@ -104,7 +104,6 @@ class WebSocketController:
 
     _membership: Membership | None = None
     # The hooks bound to this connection's resolved values (None: the class has no such hook).
-    _on_connect: Callable[..., Any] | None = None
     _on_receive: Callable[..., Any] | None = None
     _on_disconnect: Callable[..., Any] | None = None
     _routes: dict[str, tuple[HookPlan, Callable[..., Any]]] = {}  # never mutated: rebound
@@ -241,11 +240,11 @@ class WebSocketController:
             try:
                 if plan.guards_handshake and not await self._admit(websocket):
                     return
-                await self._bind(ctx)
+                connect_kwargs = await self._bind(ctx)
                 if plan.permissions:
                     await self._check_permissions(ctx)
-                if self._on_connect is not None:
-                    await self._call(plan.connect, self._on_connect, ctx)
+                if connect_kwargs is not None:
+                    await self._connect(connect_kwargs, ctx)
                 if websocket.application_state is CONNECTING:
                     await websocket.accept()
                 if websocket.application_state is CONNECTED:
@@ -318,11 +317,17 @@ class WebSocketController:
             if not result:
                 raise WebSocketException(POLICY_VIOLATION, f"permission denied: {permission.name}")
 
-    async def _bind(self, ctx: Context) -> None:
-        """Resolve every hook's per-connection parameters, before on_connect."""
+    async def _bind(self, ctx: Context) -> dict[str, Any] | None:
+        """Resolve every hook's per-connection parameters, before on_connect.
+
+        Returns on_connect's (None without one): it is called once, so it
+        is called straight from them rather than bound like the other hooks.
+        """
         plan = self._plan
+        connect_kwargs = None
         if plan.connect is not None:
-            self._on_connect = await self._bound(plan.connect, ctx)
+            self._check(plan.connect, ctx)
+            connect_kwargs = await solve(plan.connect.static, ctx) if plan.connect.static else {}
         if plan.receive is not None:
             self._on_receive = await self._bound(plan.receive, ctx)
         if plan.disconnect is not None:
@@ -331,15 +336,30 @@ class WebSocketController:
             self._routes = {
                 event: (hook, await self._bound(hook, ctx)) for event, hook in plan.routes.items()
             }
+        return connect_kwargs
 
     async def _bound(self, hook: HookPlan, ctx: Context) -> Callable[..., Any]:
-        for through, check in hook.checks:
-            if not (overrides and any(call in overrides for call in through)):
-                check(ctx)
+        self._check(hook, ctx)
         method = hook.func.__get__(self)
         if not hook.static:
             return method
         return partial(method, **await solve(hook.static, ctx))
+
+    @staticmethod
+    def _check(hook: HookPlan, ctx: Context) -> None:
+        """Read now the request values the hook's per-call dependencies will need."""
+        for through, check in hook.checks:
+            if not (overrides and any(call in overrides for call in through)):
+                check(ctx)
+
+    async def _connect(self, kwargs: dict[str, Any], ctx: Context) -> None:
+        hook = self._plan.connect
+        if hook.per_call is not None:
+            await self._call(hook, partial(hook.func, self, **kwargs), ctx)
+        elif hook.is_async:
+            await hook.func(self, **kwargs)
+        else:
+            hook.func(self, **kwargs)
 
     def _receive_until_closed(self, ctx: Context) -> Awaitable[int | None]:
         """The receive loop to await: the class's own, or one guarding shutdown and idle time.
