@@ -56,12 +56,11 @@ class ScopeState:
 async def _step_out(gen: Any, exc: BaseException | None) -> None:
     is_async = type(gen) is AsyncGeneratorType or isinstance(gen, AsyncGenerator)
     try:
-        if is_async:
-            await (gen.__anext__() if exc is None else gen.athrow(exc))
-        elif exc is None:
-            next(gen)
-        else:
-            gen.throw(exc)
+        if exc is not None:
+            await gen.athrow(exc) if is_async else gen.throw(exc)
+        # With a default, the end of the generator is a value, not an exception to catch.
+        elif (await anext(gen, _MISS) if is_async else next(gen, _MISS)) is _MISS:
+            return
     except (StopIteration, StopAsyncIteration):
         return
     except BaseException as raised:
