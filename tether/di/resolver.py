@@ -133,49 +133,55 @@ def override(dependency: Callable[..., Any], replacement: Callable[..., Any]) ->
 
 
 async def solve(params: tuple[Param, ...], ctx: Context) -> dict[str, Any]:
-    """Resolve every parameter of a plan into keyword arguments."""
+    """Resolve every parameter of a plan into keyword arguments.
+
+    A `Provide` is resolved here, not in a coroutine of its own: awaiting one
+    per dependency would cost more than most dependencies do. Only a
+    dependency's own parameters recurse.
+    """
     values = {}
     for param in params:
         dep = param.dependency
-        values[param.name] = param.get(ctx) if dep is None else await solve_dependency(dep, ctx)
+        if dep is None:
+            values[param.name] = param.get(ctx)
+            continue
+        plan = dep.plan
+        if overrides:
+            plan = overrides.get(plan.call, plan)
+        state, dep_ctx = _scope_of(dep, plan, ctx)
+        key = plan.call
+        if dep.use_cache:
+            value = state.cache.get(key, _MISS)
+            if value is not _MISS:
+                values[param.name] = value
+                continue
+        kwargs = await solve(plan.params, dep_ctx) if plan.params else _NO_ARGS
+        kind = plan.kind
+        if kind == COROUTINE:
+            value = await plan.call(**kwargs)
+        elif kind == FUNCTION:
+            value = plan.call(**kwargs)
+        else:  # a generator: step it to its `yield`; its teardown is registered on `state`
+            gen = plan.call(**kwargs)
+            value = await anext(gen, _MISS) if kind == ASYNC_GENERATOR else next(gen, _MISS)
+            if value is _MISS:
+                raise RuntimeError(f"dependency {plan.name} did not yield a value")
+            state.exits.append(gen)
+        if dep.use_cache:
+            # Two connections may race to create an app-scoped value: keep the first.
+            value = state.cache.setdefault(key, value)
+        values[param.name] = value
     return values
 
 
-async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
-    """Resolve one `Provide`, from its scope's cache when it may."""
-    plan = dep.plan
-    if overrides:
-        plan = overrides.get(plan.call, plan)
+def _scope_of(dep: Dependency, plan: CallPlan, ctx: Context) -> tuple[ScopeState, Context]:
+    """The scope a dependency lives in, and the context its own parameters resolve in."""
     if dep.level == APP:
-        state, ctx = app_scope, _APP_CONTEXT
-    elif dep.level == MESSAGE:
-        state = ctx.message
-    else:
-        state = ctx.connection
+        return app_scope, _APP_CONTEXT
+    state = ctx.message if dep.level == MESSAGE else ctx.connection
     if state is None:
         raise ConfigurationError(f"{plan.name}: no open scope to resolve it in")
-    key = plan.call
-    if dep.use_cache:
-        value = state.cache.get(key, _MISS)
-        if value is not _MISS:
-            return value
-    kwargs = await solve(plan.params, ctx) if plan.params else _NO_ARGS
-    kind = plan.kind
-    if kind == COROUTINE:
-        value = await plan.call(**kwargs)
-    elif kind == FUNCTION:
-        value = plan.call(**kwargs)
-    else:  # a generator: step it to its `yield`; its teardown is registered on `state`
-        gen = plan.call(**kwargs)
-        try:
-            value = await gen.__anext__() if kind == ASYNC_GENERATOR else next(gen)
-        except (StopIteration, StopAsyncIteration):
-            raise RuntimeError(f"dependency {plan.name} did not yield a value") from None
-        state.exits.append(gen)
-    if dep.use_cache:
-        # Two connections may race to create an app-scoped value: keep the first.
-        value = state.cache.setdefault(key, value)
-    return value
+    return state, ctx
 
 
 _NO_ARGS: dict[str, Any] = {}
