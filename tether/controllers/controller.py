@@ -326,7 +326,8 @@ class WebSocketController:
         plan = self._plan
         connect_kwargs = None
         if plan.connect is not None:
-            self._check(plan.connect, ctx)
+            if plan.connect.checks:
+                self._check(plan.connect, ctx)
             connect_kwargs = await solve(plan.connect.static, ctx) if plan.connect.static else {}
         if plan.receive is not None:
             self._on_receive = await self._bound(plan.receive, ctx)
@@ -339,7 +340,8 @@ class WebSocketController:
         return connect_kwargs
 
     async def _bound(self, hook: HookPlan, ctx: Context) -> Callable[..., Any]:
-        self._check(hook, ctx)
+        if hook.checks:
+            self._check(hook, ctx)
         method = hook.func.__get__(self)
         if not hook.static:
             return method

@@ -37,7 +37,7 @@ def teardown_shield() -> AbstractContextManager[Any]:
         asyncio.get_running_loop()
     except RuntimeError:  # no asyncio loop: trio, whose shields are its own
         return anyio.CancelScope(shield=True)
-    if _task_states:  # some task is in an anyio scope: is this one?
+    if _task_states.data:  # some task has a record (its dict, not the slower mapping): this one?
         state = _task_states.get(asyncio.current_task())
         if state is not None and getattr(state, "cancel_scope", True) is not None:
             return anyio.CancelScope(shield=True)

@@ -21,7 +21,6 @@ from tether.di.compiler import (
     MESSAGE,
     CallPlan,
     ConfigurationError,
-    Dependency,
     Param,
     compile_dependency,
 )
@@ -148,7 +147,13 @@ async def solve(params: tuple[Param, ...], ctx: Context) -> dict[str, Any]:
         plan = dep.plan
         if overrides:
             plan = overrides.get(plan.call, plan)
-        state, dep_ctx = _scope_of(dep, plan, ctx)
+        level, dep_ctx = dep.level, ctx
+        if level == APP:
+            state, dep_ctx = app_scope, _APP_CONTEXT
+        else:
+            state = ctx.message if level == MESSAGE else ctx.connection
+            if state is None:
+                raise ConfigurationError(f"{plan.name}: no open scope to resolve it in")
         key = plan.call
         if dep.use_cache:
             value = state.cache.get(key, _MISS)
@@ -172,16 +177,6 @@ async def solve(params: tuple[Param, ...], ctx: Context) -> dict[str, Any]:
             value = state.cache.setdefault(key, value)
         values[param.name] = value
     return values
-
-
-def _scope_of(dep: Dependency, plan: CallPlan, ctx: Context) -> tuple[ScopeState, Context]:
-    """The scope a dependency lives in, and the context its own parameters resolve in."""
-    if dep.level == APP:
-        return app_scope, _APP_CONTEXT
-    state = ctx.message if dep.level == MESSAGE else ctx.connection
-    if state is None:
-        raise ConfigurationError(f"{plan.name}: no open scope to resolve it in")
-    return state, ctx
 
 
 _NO_ARGS: dict[str, Any] = {}
