@@ -21,6 +21,7 @@ from tether.di.compiler import (
     MESSAGE,
     CallPlan,
     ConfigurationError,
+    Dependency,
     Param,
     compile_dependency,
 )
@@ -132,51 +133,48 @@ def override(dependency: Callable[..., Any], replacement: Callable[..., Any]) ->
 
 
 async def solve(params: tuple[Param, ...], ctx: Context) -> dict[str, Any]:
-    """Resolve every parameter of a plan into keyword arguments.
-
-    A `Provide` is resolved here, not in a coroutine of its own: awaiting one
-    per dependency would cost more than most dependencies do. Only a
-    dependency's own parameters recurse.
-    """
+    """Resolve every parameter of a plan into keyword arguments."""
     values = {}
     for param in params:
         dep = param.dependency
-        if dep is None:
-            values[param.name] = param.get(ctx)
-            continue
-        plan = dep.plan
-        if overrides:
-            plan = overrides.get(plan.call, plan)
-        level, dep_ctx = dep.level, ctx
-        if level == APP:
-            state, dep_ctx = app_scope, _APP_CONTEXT
-        else:
-            state = ctx.message if level == MESSAGE else ctx.connection
-            if state is None:
-                raise ConfigurationError(f"{plan.name}: no open scope to resolve it in")
-        key = plan.call
-        if dep.use_cache:
-            value = state.cache.get(key, _MISS)
-            if value is not _MISS:
-                values[param.name] = value
-                continue
-        kwargs = await solve(plan.params, dep_ctx) if plan.params else _NO_ARGS
-        kind = plan.kind
-        if kind == COROUTINE:
-            value = await plan.call(**kwargs)
-        elif kind == FUNCTION:
-            value = plan.call(**kwargs)
-        else:  # a generator: step it to its `yield`; its teardown is registered on `state`
-            gen = plan.call(**kwargs)
-            value = await anext(gen, _MISS) if kind == ASYNC_GENERATOR else next(gen, _MISS)
-            if value is _MISS:
-                raise RuntimeError(f"dependency {plan.name} did not yield a value")
-            state.exits.append(gen)
-        if dep.use_cache:
-            # Two connections may race to create an app-scoped value: keep the first.
-            value = state.cache.setdefault(key, value)
-        values[param.name] = value
+        values[param.name] = param.get(ctx) if dep is None else await solve_dependency(dep, ctx)
     return values
+
+
+async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
+    """Resolve one `Provide`, from its scope's cache when it may."""
+    plan = dep.plan
+    if overrides:
+        plan = overrides.get(plan.call, plan)
+    if dep.level == APP:
+        state, ctx = app_scope, _APP_CONTEXT
+    elif dep.level == MESSAGE:
+        state = ctx.message
+    else:
+        state = ctx.connection
+    if state is None:
+        raise ConfigurationError(f"{plan.name}: no open scope to resolve it in")
+    key = plan.call
+    if dep.use_cache:
+        value = state.cache.get(key, _MISS)
+        if value is not _MISS:
+            return value
+    kwargs = await solve(plan.params, ctx) if plan.params else _NO_ARGS
+    kind = plan.kind
+    if kind == COROUTINE:
+        value = await plan.call(**kwargs)
+    elif kind == FUNCTION:
+        value = plan.call(**kwargs)
+    else:  # a generator: step it to its `yield`; its teardown is registered on `state`
+        gen = plan.call(**kwargs)
+        value = await anext(gen, _MISS) if kind == ASYNC_GENERATOR else next(gen, _MISS)
+        if value is _MISS:
+            raise RuntimeError(f"dependency {plan.name} did not yield a value")
+        state.exits.append(gen)
+    if dep.use_cache:
+        # Two connections may race to create an app-scoped value: keep the first.
+        value = state.cache.setdefault(key, value)
+    return value
 
 
 _NO_ARGS: dict[str, Any] = {}
