@@ -240,11 +240,13 @@ class WebSocketController:
             try:
                 if plan.guards_handshake and not await self._admit(websocket):
                     return
-                connect_kwargs = await self._bind(ctx)
+                kwargs = await self._bind(ctx) if plan.binds else _NO_KWARGS
                 if plan.permissions:
                     await self._check_permissions(ctx)
-                if connect_kwargs is not None:
-                    await self._connect(connect_kwargs, ctx)
+                if plan.plain_connect:  # nothing between on_connect and its values
+                    await plan.connect.func(self, **kwargs)
+                elif plan.connect is not None:
+                    await self._connect(kwargs, ctx)
                 if websocket.application_state is CONNECTING:
                     await websocket.accept()
                 if websocket.application_state is CONNECTED:
@@ -317,14 +319,14 @@ class WebSocketController:
             if not result:
                 raise WebSocketException(POLICY_VIOLATION, f"permission denied: {permission.name}")
 
-    async def _bind(self, ctx: Context) -> dict[str, Any] | None:
+    async def _bind(self, ctx: Context) -> dict[str, Any]:
         """Resolve every hook's per-connection parameters, before on_connect.
 
-        Returns on_connect's (None without one): it is called once, so it
-        is called straight from them rather than bound like the other hooks.
+        Returns on_connect's: it is called once, so it is called straight
+        from them rather than bound like the other hooks.
         """
         plan = self._plan
-        connect_kwargs = None
+        connect_kwargs = _NO_KWARGS
         if plan.connect is not None:
             if plan.connect.checks:
                 self._check(plan.connect, ctx)
@@ -682,6 +684,9 @@ class WebSocketController:
             await self._call(hook, bound, ctx)
         except Exception:
             logger.exception("%s.on_disconnect raised", type(self).__name__)
+
+
+_NO_KWARGS: dict[str, Any] = {}  # never mutated
 
 
 def _client_gone(websocket: WebSocket) -> None:

@@ -83,6 +83,7 @@ class ControllerPlan:
     """Every hook of a controller class, and its guards and limits, compiled."""
 
     __slots__ = (
+        "binds",
         "checks_messages",
         "connect",
         "connection_scoped",
@@ -94,6 +95,7 @@ class ControllerPlan:
         "max_message_size",
         "origins",
         "permissions",
+        "plain_connect",
         "rate_limit",
         "receive",
         "routes",
@@ -126,6 +128,15 @@ class ControllerPlan:
         self.checks_messages = False
         # Whether any dependency lives per connection (else no connection scope is made).
         self.connection_scoped = False
+        # Whether a client's connect resolves or binds anything before on_connect.
+        self.binds = bool(
+            receive
+            or disconnect
+            or routes
+            or (connect is not None and (connect.static or connect.checks))
+        )
+        # Whether on_connect is one async call, with nothing resolved per call.
+        self.plain_connect = connect is not None and connect.per_call is None and connect.is_async
 
     @property
     def plain_receive(self) -> bool:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.websockets import WebSocket as StarletteWebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState", "truncate_reason"]
+
+CONNECTING = WebSocketState.CONNECTING
+CONNECTED = WebSocketState.CONNECTED
 
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
 
@@ -41,6 +45,16 @@ class WebSocket(StarletteWebSocket):
     close_code: int | None = None
     close_reason: str | None = None
 
+    # Whether `accept` may talk to the ASGI channel itself (a subclass that
+    # overrides `receive` or `send` gets them called, as in Starlette).
+    _direct_accept = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._direct_accept = (
+            cls.receive is StarletteWebSocket.receive and cls.send is StarletteWebSocket.send
+        )
+
     async def accept(
         self,
         subprotocol: str | None = None,
@@ -49,7 +63,21 @@ class WebSocket(StarletteWebSocket):
         """Accept the handshake; by default with the negotiated subprotocol."""
         if subprotocol is None:
             subprotocol = self.subprotocol
-        await super().accept(subprotocol, headers)
+        if self._direct_accept and self.application_state is CONNECTING:
+            # Starlette's accept, receive and send in this state, as one step:
+            # every connection comes through here, and each layer is a coroutine.
+            if self.client_state is CONNECTING:
+                kind = (await self._receive())["type"]
+                if kind != "websocket.connect":
+                    expected = 'Expected ASGI message "websocket.connect"'
+                    raise RuntimeError(f"{expected}, but got {kind!r}")
+                self.client_state = CONNECTED
+            self.application_state = CONNECTED
+            await self._send(
+                {"type": "websocket.accept", "subprotocol": subprotocol, "headers": headers or []}
+            )
+        else:
+            await super().accept(subprotocol, headers)
         self.accepted = True
         self.subprotocol = subprotocol
 
