@@ -131,6 +131,8 @@ class WebSocketController:
             cls._receive_messages = cls._receive_concurrently
         elif plan.plain_receive:
             cls._receive_messages = cls._receive_plain
+        elif plan.ignores_messages:
+            cls._receive_messages = cls._receive_ignoring
         else:
             cls._receive_messages = cls._receive_in_order
 
@@ -265,20 +267,19 @@ class WebSocketController:
             self._error = exc
             raise
         finally:
-            if self._has_endings(ctx, code):
+            ending = self._ending(ctx, code)
+            if ending is not None:
                 with teardown_shield():
-                    await self._end(ctx, code)
+                    await ending
 
-    def _has_endings(self, ctx: Context, code: int | None) -> bool:
-        """Whether anything must run after the session: on_disconnect or teardown."""
+    def _ending(self, ctx: Context, code: int | None) -> Awaitable[None] | None:
+        """What must run once the session is over (on_disconnect, leaving groups, teardown)."""
         accepted = self.websocket.accepted
-        needs_code = accepted and code is None
-        return bool(
-            (ctx.connection is not None and ctx.connection.exits)
-            or needs_code
-            or (accepted and self._plan.disconnect)
-            or self._membership is not None
-        )
+        if (accepted and (code is None or self._plan.disconnect)) or self._membership is not None:
+            return self._end(ctx, code)
+        if ctx.connection is not None and ctx.connection.exits:
+            return ctx.connection.aclose(self._error)  # only teardown: no layer around it
+        return None
 
     async def _end(self, ctx: Context, code: int | None) -> None:
         websocket = self.websocket
@@ -447,6 +448,18 @@ class WebSocketController:
                         _client_gone(websocket)
             elif kind == "websocket.disconnect":
                 return self._client_closed(message, ctx)
+        return None
+
+    async def _receive_ignoring(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
+        """With no hook for messages and no limits: drop them until the client leaves."""
+        websocket = ctx.websocket
+        receive = self._receive
+        while not self._wants_delivery:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return self._client_closed(message, ctx)
+            if websocket.application_state is not CONNECTED:
+                return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
         return None
 
     async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:

@@ -153,6 +153,17 @@ class ControllerPlan:
             and self.max_concurrency == 1
         )
 
+    @property
+    def ignores_messages(self) -> bool:
+        """Whether messages are only read and dropped: no hook, no limits."""
+        return (
+            self.receive is None
+            and not self.routes
+            and not self.checks_messages
+            and self.idle_timeout is None
+            and self.max_concurrency == 1
+        )
+
 
 def _request_values(
     params: tuple[Param, ...], through: tuple[Any, ...] = ()

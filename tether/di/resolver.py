@@ -50,30 +50,28 @@ class ScopeState:
         exits, self.exits = self.exits, []
         self.cache.clear()
         while exits:
-            await _step_out(exits.pop(), exc)
-
-
-async def _step_out(gen: Any, exc: BaseException | None) -> None:
-    is_async = type(gen) is AsyncGeneratorType or isinstance(gen, AsyncGenerator)
-    try:
-        if exc is not None:
-            await gen.athrow(exc) if is_async else gen.throw(exc)
-        # With a default, the end of the generator is a value, not an exception to catch.
-        elif (await anext(gen, _MISS) if is_async else next(gen, _MISS)) is _MISS:
-            return
-    except (StopIteration, StopAsyncIteration):
-        return
-    except BaseException as raised:
-        # The exception thrown in coming back out (cancellation included) is
-        # expected; the remaining teardowns must still run.
-        if raised is exc:
-            return
-        if not isinstance(raised, Exception):
-            raise
-        logger.exception("teardown of dependency %s raised", _gen_name(gen))
-        return
-    logger.error("dependency %s yielded more than once; closing it", _gen_name(gen))
-    await gen.aclose() if is_async else gen.close()
+            # Stepped here rather than in a helper coroutine: one frame less per dependency.
+            gen = exits.pop()
+            is_async = type(gen) is AsyncGeneratorType or isinstance(gen, AsyncGenerator)
+            try:
+                if exc is not None:
+                    await gen.athrow(exc) if is_async else gen.throw(exc)
+                # With a default, the end of the generator is a value, not an exception to catch.
+                elif (await anext(gen, _MISS) if is_async else next(gen, _MISS)) is _MISS:
+                    continue
+            except (StopIteration, StopAsyncIteration):
+                continue
+            except BaseException as raised:
+                # The exception thrown in coming back out (cancellation included) is
+                # expected; the remaining teardowns must still run.
+                if raised is exc:
+                    continue
+                if not isinstance(raised, Exception):
+                    raise
+                logger.exception("teardown of dependency %s raised", _gen_name(gen))
+                continue
+            logger.error("dependency %s yielded more than once; closing it", _gen_name(gen))
+            await gen.aclose() if is_async else gen.close()
 
 
 def _gen_name(gen: Any) -> str:
