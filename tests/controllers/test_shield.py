@@ -1,6 +1,8 @@
 """Teardown runs to the end under cancellation, and the shield is entered only where needed."""
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import anyio
@@ -105,3 +107,27 @@ async def test_unshielded_teardown_in_a_server_task_runs_to_the_end(anyio_backen
     await asyncio.wait_for(asyncio.get_running_loop().create_task(serve(app, receive, send)), 5)
     assert [m["type"] for m in sent] == ["websocket.accept"]
     assert log == ["session up", "connected", "leaving", "on_disconnect 1000", "session down"]
+
+
+WITHOUT_TRIO = """
+import asyncio, sys
+import anyio
+from tether.controllers.shield import teardown_shield
+
+async def main():
+    plain = type(teardown_shield()).__name__
+    async with anyio.create_task_group():
+        scoped = type(teardown_shield()).__name__
+    print(plain, scoped, "trio" in sys.modules)
+
+asyncio.run(main())
+"""
+
+
+def test_without_trio_loaded_the_choice_needs_no_event_loop_lookup() -> None:
+    # Servers never load trio; then the check skips asking asyncio for its loop.
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TRIO], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["nullcontext", "CancelScope", "False"]

@@ -16,6 +16,7 @@ cannot be read, or on another backend (trio), the shield is always entered.
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -31,14 +32,19 @@ _NOTHING_TO_HOLD_OFF: AbstractContextManager[Any] = nullcontext()
 
 def teardown_shield() -> AbstractContextManager[Any]:
     """A context manager under which teardown runs to the end, whatever is cancelled."""
-    if _task_states is None:
-        return anyio.CancelScope(shield=True)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # no asyncio loop: trio, whose shields are its own
-        return anyio.CancelScope(shield=True)
+    if _task_states is None or ("trio" in sys.modules and not _on_asyncio()):
+        return anyio.CancelScope(shield=True)  # trio's shields are its own
     if _task_states.data:  # some task has a record (its dict, not the slower mapping): this one?
         state = _task_states.get(asyncio.current_task())
         if state is not None and getattr(state, "cancel_scope", True) is not None:
             return anyio.CancelScope(shield=True)
     return _NOTHING_TO_HOLD_OFF
+
+
+def _on_asyncio() -> bool:
+    # Asked only where trio is loaded: asking asyncio costs a system call (getpid).
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
