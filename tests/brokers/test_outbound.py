@@ -9,6 +9,7 @@ import anyio
 import pytest
 from broker_helpers import Client, running
 
+from tether import WebSocket, WebSocketState
 from tether.brokers import CLOSE_TRY_AGAIN_LATER, OutboundQueue
 
 pytestmark = pytest.mark.anyio
@@ -75,6 +76,47 @@ async def test_close_policy_closes_the_connection_with_1013() -> None:
         {"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": "outbound queue full"}
     ]
     assert CLOSE_TRY_AGAIN_LATER == 1013
+
+
+async def accepted_websocket(sent: list[dict[str, Any]]) -> WebSocket:
+    """A tether `WebSocket` over a fake ASGI connection, accepted; `sent` records the wire."""
+    connect = iter([{"type": "websocket.connect"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(connect)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    websocket = WebSocket({"type": "websocket", "headers": []}, receive, send)
+    await websocket.accept()
+    return websocket
+
+
+async def test_with_its_websocket_the_queue_stops_once_the_app_closed() -> None:
+    sent: list[dict[str, Any]] = []
+    websocket = await accepted_websocket(sent)
+    queue = OutboundQueue(websocket._send, websocket=websocket)
+    queue.deliver(text("first"))
+    queue.deliver(text("second"))
+    await websocket.close(4000, "bye")  # before run() got to them
+    with anyio.fail_after(5):
+        await queue.run()
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
+    assert queue.closed and len(queue) == 0
+
+
+async def test_with_its_websocket_the_1013_close_goes_through_its_state_machine() -> None:
+    sent: list[dict[str, Any]] = []
+    websocket = await accepted_websocket(sent)
+    queue = OutboundQueue(websocket._send, maxsize=2, policy="close", websocket=websocket)
+    for i in range(3):
+        queue.deliver(text(str(i)))
+    with anyio.fail_after(5):
+        await queue.run()
+    assert sent[-1] == {"type": "websocket.close", "code": 1013, "reason": "outbound queue full"}
+    assert websocket.application_state is WebSocketState.DISCONNECTED
+    assert (websocket.close_code, websocket.close_reason) == (1013, "outbound queue full")
 
 
 async def test_close_policy_never_holds_more_than_maxsize() -> None:

@@ -11,13 +11,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import anyio
+from starlette.websockets import WebSocket, WebSocketState
 
 __all__ = ["CLOSE_TRY_AGAIN_LATER", "OutboundQueue"]
 
 CLOSE_TRY_AGAIN_LATER = 1013
 """Close code sent when the `"close"` policy gives up on a slow client."""
+OVERFLOWED = "outbound queue full"  # that close's reason
 
 OverflowPolicy = Literal["drop_oldest", "close"]
+CONNECTED = WebSocketState.CONNECTED
 
 
 class OutboundQueue:
@@ -49,6 +52,7 @@ class OutboundQueue:
         "_waiter",
         "_waiting",
         "_wake_threadsafe",
+        "_websocket",
         "closed",
         "dropped",
         "overflowed",
@@ -60,11 +64,16 @@ class OutboundQueue:
         *,
         maxsize: int = 1024,
         policy: OverflowPolicy = "drop_oldest",
+        websocket: WebSocket | None = None,
     ) -> None:
         """Create a queue that writes to the ASGI `send` callable.
 
         `send` may also be Starlette's `WebSocket.send`, which keeps the
         websocket's state machine in step with the close sent on overflow.
+        Or pass the raw ASGI `send` with the connection's `websocket`: the
+        queue then sends only while its `application_state` is CONNECTED
+        (after that it closes, dropping what waits), and sends the 1013
+        close through `websocket.close`.
         """
         if maxsize < 1:
             raise ValueError(f"OutboundQueue maxsize must be at least 1, got {maxsize}")
@@ -73,6 +82,7 @@ class OutboundQueue:
                 f"OutboundQueue policy must be 'drop_oldest' or 'close', got {policy!r}"
             )
         self._send = send
+        self._websocket = websocket
         self._maxsize = maxsize
         self._close_on_full = policy == "close"
         # For "drop_oldest" the deque's own bound does the dropping, atomically.
@@ -133,7 +143,7 @@ class OutboundQueue:
             raise RuntimeError("OutboundQueue.run() is already running or has finished")
         self._thread = threading.get_ident()
         self._wake_threadsafe = _threadsafe_caller(self._set_event)
-        queue, send = self._queue, self._send
+        queue, send, websocket = self._queue, self._send, self._websocket
         # Under asyncio a bare future is the cheapest wake-up (about a third of
         # an anyio Event's cost); a fan-out pays it once per member.
         loop = _running_asyncio_loop()
@@ -141,6 +151,9 @@ class OutboundQueue:
         try:
             while True:
                 while queue and not self._stopped:
+                    if websocket is not None and websocket.application_state is not CONNECTED:
+                        self.close()  # the connection closed while messages waited
+                        break
                     await send(queue.popleft())
                 if self._stopped:
                     break
@@ -152,23 +165,32 @@ class OutboundQueue:
                     continue
                 await (waiter if loop else waiter.wait())
             if self.overflowed:
-                await send(
-                    {
-                        "type": "websocket.close",
-                        "code": CLOSE_TRY_AGAIN_LATER,
-                        "reason": "outbound queue full",
-                    }
-                )
+                await self._close_overflowed()
         finally:
             self._stopped = True
             self.closed = True
             self._waiting = False
             queue.clear()
 
+    async def _close_overflowed(self) -> None:
+        websocket = self._websocket
+        if websocket is None:
+            await self._send(
+                {"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": OVERFLOWED}
+            )
+        elif websocket.application_state is CONNECTED:  # through its state machine
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, OVERFLOWED)
+
     def _wake(self) -> None:
         self._waiting = False
         if threading.get_ident() == self._thread:
-            _release(self._waiter)
+            waiter = self._waiter
+            # A fan-out wakes every member: the future's case inline, not through _release.
+            if type(waiter) is asyncio.Future:
+                if not waiter.done():  # done: cancelled along with run()
+                    waiter.set_result(None)
+            else:
+                _release(waiter)
         elif self._wake_threadsafe is not None:
             self._wake_threadsafe()
 

@@ -217,7 +217,7 @@ class WebSocketController:
         queue = self._membership.queue
         try:
             await queue.run()
-        except OSError:
+        except (OSError, WebSocketDisconnect):
             # The client left (the server's send says so); the receive loop hears of it.
             self.websocket.application_state = DISCONNECTED
             return

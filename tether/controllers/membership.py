@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from starlette.types import Send
-from starlette.websockets import WebSocketState
 
-from tether.brokers import CLOSE_TRY_AGAIN_LATER, Broker, OutboundQueue
+from tether.brokers import Broker, OutboundQueue
 from tether.controllers.websocket import WebSocket
 
 
@@ -19,7 +18,7 @@ class Membership:
     drains into the websocket; `close()` leaves every group.
     """
 
-    __slots__ = ("broker", "queue", "send", "websocket")
+    __slots__ = ("broker", "queue", "websocket")
 
     def __init__(
         self,
@@ -32,8 +31,8 @@ class Membership:
     ) -> None:
         self.broker = broker
         self.websocket = websocket
-        self.send = send
-        self.queue = OutboundQueue(self._send, maxsize=maxsize, policy=policy)
+        # The raw ASGI send: the queue checks the websocket's state itself.
+        self.queue = OutboundQueue(send, maxsize=maxsize, policy=policy, websocket=websocket)
 
     async def join(self, group: str) -> None:
         await self.broker.subscribe(group, self.queue)
@@ -43,18 +42,6 @@ class Membership:
 
     async def publish(self, group: str, message: Any, *, exclude_self: bool) -> None:
         await self.broker.publish(group, message, exclude=self.queue if exclude_self else None)
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        """The queue's way out: the ASGI send, while the connection is open."""
-        websocket = self.websocket
-        if websocket.application_state is not WebSocketState.CONNECTED:
-            self.queue.close()  # the connection closed while messages waited: drop them
-            return
-        if message["type"] == "websocket.close":  # the queue overflowed under policy "close"
-            websocket.application_state = WebSocketState.DISCONNECTED
-            websocket.close_code = CLOSE_TRY_AGAIN_LATER
-            websocket.close_reason = message.get("reason")
-        await self.send(message)
 
     async def close(self) -> None:
         """Stop delivering and leave every group (idempotent)."""
