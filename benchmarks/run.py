@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--apps", type=_csv, default=None, help="comma list; raw always runs")
     parser.add_argument("--workloads", type=_csv, default=None, help="in-process workloads")
-    parser.add_argument("--rounds", type=int, default=None, help="in-process rounds (5)")
+    parser.add_argument("--rounds", type=int, default=None, help="in-process rounds (11)")
     parser.add_argument("--messages", type=int, default=None, help="messages a sample (10000)")
     parser.add_argument("--connections", type=int, default=None, help="connects a sample (1000)")
     parser.add_argument(
@@ -82,7 +82,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "quick": quick,
-        "rounds": pick(args.rounds, 5, 1),
+        "rounds": pick(args.rounds, 11, 1),
         "messages": pick(args.messages, 10_000, 300),
         "connections": pick(args.connections, 1_000, 50),
         "sample_seconds": pick(args.sample_seconds, 0.25, 0.05),
