@@ -25,6 +25,7 @@ ASGIApp = Callable[..., Any]
 CONNECT: Message = {"type": "websocket.connect"}
 DISCONNECT: Message = {"type": "websocket.disconnect", "code": 1000, "reason": ""}
 SAMPLE_TIMEOUT = 120.0
+SLICES = 5  # each sample is taken in this many slices, alternating between the apps
 EXTRA_RECEIVES_ALLOWED = 3
 
 
@@ -163,21 +164,46 @@ class Cell:
         return statistics.median(self.samples) if self.samples else None
 
 
-async def _sample(app: ASGIApp, workload: Workload, count: int, cell: Cell) -> None:
-    gc.collect()
+async def _sample(app: ASGIApp, workload: Workload, count: int, cell: Cell) -> float | None:
+    """Run `count` messages or connections; return the rate, or None (the cell has the error)."""
     try:
         if workload.is_message_workload:
-            rate = await asyncio.wait_for(time_messages(app, workload, count), SAMPLE_TIMEOUT)
-        else:
-            rate, teardowns = await asyncio.wait_for(
-                time_connections(app, workload, count), SAMPLE_TIMEOUT
-            )
-            if workload.name == "graph":
-                cell.teardowns_ok = cell.teardowns_ok is not False and teardowns == count
+            return await asyncio.wait_for(time_messages(app, workload, count), SAMPLE_TIMEOUT)
+        rate, teardowns = await asyncio.wait_for(
+            time_connections(app, workload, count), SAMPLE_TIMEOUT
+        )
+        if workload.name == "graph":
+            cell.teardowns_ok = cell.teardowns_ok is not False and teardowns == count
+        return rate
     except Exception as exc:  # a broken app is reported, not fatal to the run
         cell.error = f"{type(exc).__name__}: {exc}"
-        return
-    cell.samples.append(rate)
+        return None
+
+
+async def _interleaved_samples(
+    apps: Sequence[tuple[AppSpec, ASGIApp]], workload: Workload, cells: dict[str, Cell]
+) -> None:
+    """One sample per app, taken in `SLICES` slices that alternate between the apps.
+
+    A slow spell of a shared machine lasts longer than one app's slice, so it lands
+    on every app alike instead of on whichever app happened to be running.
+    """
+    seconds = dict.fromkeys(cells, 0.0)
+    done = dict.fromkeys(cells, 0)
+    gc.collect()
+    for _ in range(SLICES):
+        for spec, app in apps:
+            cell = cells[spec.name]
+            if cell.error is not None:
+                continue
+            count = max(1, cell.count // SLICES)
+            rate = await _sample(app, workload, count, cell)
+            if rate:
+                seconds[spec.name] += count / rate
+                done[spec.name] += count
+    for name, cell in cells.items():
+        if cell.error is None and seconds[name]:
+            cell.samples.append(done[name] / seconds[name])
 
 
 async def run_inprocess(
@@ -190,7 +216,7 @@ async def run_inprocess(
     sample_seconds: float = 0.25,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Cell]]:
-    """Run every workload on every app, interleaved round-robin; return cells by workload, app.
+    """Run every workload on every app, interleaved in slices; return cells by workload, app.
 
     A warm-up pass checks each app's replies and sizes its samples: `messages` (or
     `connections`) is the most a sample does, fewer for an app so slow that a sample
@@ -203,22 +229,20 @@ async def run_inprocess(
         most = messages if workload.is_message_workload else connections
         for spec, app in apps:
             cell = cells[workload.name][spec.name]
-            await _sample(app, workload, max(1, most // 10), cell)
-            if cell.error:
+            gc.collect()
+            rate = await _sample(app, workload, max(1, most // 10), cell)
+            if rate is None:
                 log(f"  {spec.name}/{workload.name} fails and is skipped: {cell.error}")
                 continue
-            cell.count = max(most // 10, min(most, int(cell.samples[0] * sample_seconds)), 1)
-            cell.samples.clear()
+            cell.count = max(most // 10, min(most, int(rate * sample_seconds)), 1)
             cell.teardowns_ok = None
 
     for round_index in range(rounds):
         started = time.perf_counter()
         for workload in workloads:
             shift = round_index % len(apps)
-            for spec, app in [*apps[shift:], *apps[:shift]]:
-                cell = cells[workload.name][spec.name]
-                if cell.error is None:
-                    await _sample(app, workload, cell.count, cell)
+            order = [*apps[shift:], *apps[:shift]]
+            await _interleaved_samples(order, workload, cells[workload.name])
         log(f"in-process: round {round_index + 1}/{rounds} in {time.perf_counter() - started:.1f}s")
     return cells
 
