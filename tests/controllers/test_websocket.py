@@ -57,7 +57,7 @@ async def test_a_first_message_other_than_connect_is_an_error() -> None:
         sent.append(message)
 
     websocket = WebSocket({"type": "websocket", "headers": []}, receive, send)
-    with pytest.raises(RuntimeError, match='Expected ASGI message "websocket.connect"'):
+    with pytest.raises(RuntimeError, match=r'Expected ASGI message "websocket\.connect"'):
         await websocket.accept()
     assert sent == []
     assert not websocket.accepted
