@@ -184,13 +184,7 @@ class OutboundQueue:
     def _wake(self) -> None:
         self._waiting = False
         if threading.get_ident() == self._thread:
-            waiter = self._waiter
-            # A fan-out wakes every member: the future's case inline, not through _release.
-            if type(waiter) is asyncio.Future:
-                if not waiter.done():  # done: cancelled along with run()
-                    waiter.set_result(None)
-            else:
-                _release(waiter)
+            _release(self._waiter)
         elif self._wake_threadsafe is not None:
             self._wake_threadsafe()
 
