@@ -1,8 +1,10 @@
 """End-to-end benchmark: each app under uvicorn, a load client in another process, loopback only.
 
-The server and the client each get a core of their own when the machine has two.
-Every server is started on a free port, waited for with a deadline, and always
-terminated (then killed) when its measurement ends, also on errors and Ctrl-C.
+The servers and the client each get a core of their own when the machine has two.
+In a round all the apps' servers run at once, and the client alternates between them
+in short slices, so that the machine's slow spells land on every app alike. Every
+server is started on a free port, waited for with a deadline, and always terminated
+(then killed) when its round ends, also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.apps import BASELINE, AppSpec
+from benchmarks.e2e_client import client_timeout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT = 30.0
@@ -65,40 +68,64 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def uvicorn_server(spec: AppSpec, ws: str, cpu: int | None) -> Iterator[int]:
-    """Serve one app under uvicorn on a free loopback port; yield the port; always stop it."""
-    port = free_port()
-    command = [sys.executable, "-m", "benchmarks.e2e_server", "--target", spec.target]
-    command += ["--port", str(port), "--ws", ws]
-    if cpu is not None:
-        command += ["--cpu", str(cpu)]
-    with tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        try:
-            _wait_listening(port, process, Path(log.name))
-            yield port
-        finally:
-            _stop(process)
+def uvicorn_servers(
+    specs: Sequence[AppSpec], ws: str, cpu: int | None
+) -> Iterator[tuple[dict[str, int], dict[str, str]]]:
+    """Serve every app under uvicorn at once, each on a free loopback port; always stop them.
+
+    Yields `({app: port}, {app: error})`: an app whose server did not come up is
+    reported, and the others are measured all the same.
+    """
+    with contextlib.ExitStack() as stack:
+        started: dict[str, tuple[int, subprocess.Popen[bytes], Path]] = {}
+        for spec in specs:
+            port = free_port()
+            command = [sys.executable, "-m", "benchmarks.e2e_server", "--target", spec.target]
+            command += ["--port", str(port), "--ws", ws]
+            if cpu is not None:
+                command += ["--cpu", str(cpu)]
+            log = stack.enter_context(
+                tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log")
+            )
+            process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            stack.callback(_stop, process)
+            started[spec.name] = (port, process, Path(log.name))
+        ports: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        for name, (port, process, log_path) in started.items():
+            try:
+                _wait_listening(port, process, log_path)
+                ports[name] = port
+            except RuntimeError as exc:
+                errors[name] = f"RuntimeError: {exc}"
+        yield ports, errors
 
 
 def run_client(
-    port: int,
+    ports: dict[str, int],
     *,
     duration: float,
+    slices: int,
     connections: Sequence[int],
     handshake_concurrency: int,
     client: str,
     cpu: int | None,
 ) -> dict[str, Any]:
-    """Run the load client in its own process against the port; return its JSON result."""
-    command = [sys.executable, "-m", "benchmarks.e2e_client", "--port", str(port)]
-    command += ["--duration", str(duration), "--connections", ",".join(map(str, connections))]
+    """Run the load client in its own process against the servers; return its JSON result."""
+    targets = ",".join(f"{name}={port}" for name, port in ports.items())
+    command = [sys.executable, "-m", "benchmarks.e2e_client", "--targets", targets]
+    command += ["--duration", str(duration), "--slices", str(slices)]
+    command += ["--connections", ",".join(map(str, connections))]
     command += ["--handshake-concurrency", str(handshake_concurrency), "--client", client]
     if cpu is not None:
         command += ["--cpu", str(cpu)]
-    timeout = 90 + duration * (len(connections) + 1) * 2
+    timeout = client_timeout(len(ports), len(connections), duration) + 30
     done = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -113,13 +140,16 @@ def run_e2e(
     ws_impls: Sequence[str],
     rounds: int,
     duration: float,
+    slices: int,
     connections: Sequence[int],
     handshake_concurrency: int,
     client: str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Measure every app under every uvicorn websocket implementation, round-robin.
+    """Measure every app under every uvicorn websocket implementation.
 
+    In a round, all the apps' servers run at once (idle but for the one being
+    measured) and the client alternates between them in `slices` per app.
     Returns `{ws_impl: {app: [result per round, or {"error": ...}]}}`.
     """
     server_cpu, client_cpu = pick_cores()
@@ -128,23 +158,32 @@ def run_e2e(
     }
     for round_index in range(rounds):
         started = time.perf_counter()
-        shift = round_index % len(apps)
         for ws in ws_impls:
-            for spec in [*apps[shift:], *apps[:shift]]:
+            shift = round_index % len(apps)
+            ordered = [*apps[shift:], *apps[:shift]]
+            with uvicorn_servers(ordered, ws, server_cpu) as (ports, errors):
                 try:
-                    with uvicorn_server(spec, ws, server_cpu) as port:
-                        result = run_client(
-                            port,
-                            duration=duration,
-                            connections=connections,
-                            handshake_concurrency=handshake_concurrency,
-                            client=client,
-                            cpu=client_cpu,
-                        )
+                    measured = run_client(
+                        ports,
+                        duration=duration,
+                        slices=slices,
+                        connections=connections,
+                        handshake_concurrency=handshake_concurrency,
+                        client=client,
+                        cpu=client_cpu,
+                    )
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-                    result = {"error": f"{type(exc).__name__}: {exc}"}
-                    log(f"  e2e {spec.name} ({ws}) failed: {result['error'][:300]}")
-                results[ws][spec.name].append(result)
+                    failure = f"{type(exc).__name__}: {exc}"
+                    measured = {"apps": {name: {"error": failure} for name in ports}}
+            for spec in apps:
+                name = spec.name
+                if name in errors:
+                    result = {"error": errors[name]}
+                else:
+                    result = {"client": measured.get("client"), **measured["apps"][name]}
+                if "error" in result:
+                    log(f"  e2e {name} ({ws}) failed: {result['error'][:300]}")
+                results[ws][name].append(result)
         log(f"e2e: round {round_index + 1}/{rounds} in {time.perf_counter() - started:.1f}s")
     return results
 
@@ -186,14 +225,34 @@ def summarize_e2e(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[s
     return summary
 
 
+def _slice_ratios(pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> list[float]:
+    """Rate over the baseline's for every slice both measured in the same slice round."""
+    ratios = []
+    for cell, base in pairs:
+        if cell and base:
+            # strict=False: an app whose connections all failed stopped early.
+            rates = zip(cell["slice_rates"], base["slice_rates"], strict=False)
+            ratios += [rate / base_rate for rate, base_rate in rates if base_rate]
+    return ratios
+
+
+def _trip(run: dict[str, Any], conns: str) -> dict[str, Any] | None:
+    if "error" in run:
+        return None
+    return next((t for t in run["round_trips"] if str(t["connections"]) == conns), None)
+
+
 def _add_ratios(rows: dict[str, dict[str, Any]]) -> None:
+    """Ratio to raw ASGI: the median, over every slice of every round, of rate / raw's rate.
+
+    The slices of one slice round ran back to back, so each ratio compares the
+    apps under the same conditions of the machine.
+    """
     base = rows.get(BASELINE)
     for row in rows.values():
+        pairs = list(zip(row["runs"], base["runs"], strict=True)) if base else []
         for conns, trip in row["round_trips"].items():
-            base_trip = base["round_trips"].get(conns) if base else None
-            base_rate = base_trip["per_second"] if base_trip else None
-            rate = trip["per_second"]
-            trip["ratio_to_raw"] = rate / base_rate if rate and base_rate else None
-        base_shakes = base["handshakes_per_second"] if base else None
-        shakes = row["handshakes_per_second"]
-        row["handshakes_ratio_to_raw"] = shakes / base_shakes if shakes and base_shakes else None
+            ratios = _slice_ratios([(_trip(run, conns), _trip(b, conns)) for run, b in pairs])
+            trip["ratio_to_raw"] = _median(ratios)
+        shakes = [(run.get("handshakes"), b.get("handshakes")) for run, b in pairs]
+        row["handshakes_ratio_to_raw"] = _median(_slice_ratios(shakes))

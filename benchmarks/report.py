@@ -114,7 +114,19 @@ def _inprocess_section(inprocess: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _e2e_section(e2e: dict[str, Any]) -> list[str]:
+def _e2e_section(e2e: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    slices, duration = settings.get("e2e_slices"), settings.get("duration")
+    how = (
+        [
+            f"All the apps' servers run at once; each app gets {duration:g} s per measurement,"
+            f" cut into {slices} slices that alternate between the apps. A rate is the median"
+            " over the rounds; a ratio is the median, over every slice of every round, of the"
+            " app's rate over raw ASGI's in the same turn of slices.",
+            "",
+        ]
+        if slices and duration
+        else []
+    )
     lines: list[str] = []
     for ws, rows in e2e.items():
         conns = sorted({int(c) for row in rows.values() for c in row["round_trips"]})
@@ -126,6 +138,7 @@ def _e2e_section(e2e: dict[str, Any]) -> list[str]:
         lines += [
             f"## End-to-end: uvicorn `--ws {ws}`, client {client}",
             "",
+            *how,
             "| " + " | ".join(header) + " |",
             "|---|" + "---:|" * (len(header) - 1),
         ]
@@ -431,7 +444,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     if results.get("inprocess"):
         lines += [*_inprocess_section(results["inprocess"]), ""]
     if results.get("e2e"):
-        lines += _e2e_section(results["e2e"])
+        lines += _e2e_section(results["e2e"], results["settings"])
     if results.get("fanout"):
         lines += _fanout_section(results["fanout"])
     if results.get("footprint"):

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--e2e-rounds", type=int, default=None, help="end-to-end rounds (3)")
     parser.add_argument("--duration", type=float, default=None, help="seconds a measurement (0.8)")
+    parser.add_argument(
+        "--e2e-slices", type=int, default=None, help="slices each app's duration is cut into (40)"
+    )
     parser.add_argument("--ws", type=_csv, default=None, help="uvicorn --ws (websockets,wsproto)")
     parser.add_argument("--e2e-connections", type=_csv, default=None, help="default 1,50")
     parser.add_argument("--client", choices=("auto", "picows", "websockets"), default="auto")
@@ -89,6 +92,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         "workloads": args.workloads or list(WORKLOADS),
         "e2e_rounds": pick(args.e2e_rounds, 3, 1),
         "duration": pick(args.duration, 0.8, 0.2),
+        "e2e_slices": pick(args.e2e_slices, 40, 2),
         "ws": args.ws or (["websockets"] if quick else ["websockets", "wsproto"]),
         "e2e_connections": [int(c) for c in (args.e2e_connections or ["1", "50"])],
         "handshake_concurrency": 8,
@@ -176,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ws_impls=settings["ws"],
             rounds=settings["e2e_rounds"],
             duration=settings["duration"],
+            slices=settings["e2e_slices"],
             connections=settings["e2e_connections"],
             handshake_concurrency=settings["handshake_concurrency"],
             client=settings["client"],

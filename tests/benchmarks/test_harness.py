@@ -76,34 +76,44 @@ def test_inprocess_quick_run_has_a_row_per_app_and_workload(tmp_path: Path) -> N
     assert "text echo (msg/s)" in markdown and "connect + DI graph (conn/s)" in markdown
 
 
-def test_e2e_quick_run_with_one_app_measures_round_trips_and_handshakes(tmp_path: Path) -> None:
+def test_e2e_quick_run_interleaves_the_apps_and_measures_round_trips_and_handshakes(
+    tmp_path: Path,
+) -> None:
     results = run_harness(
         tmp_path,
         "--quick",
         "--only",
         "e2e",
         "--apps",
-        "raw",
+        "tether_direct",
         "--ws",
         "websockets",
         "--duration",
         "0.2",
+        "--e2e-slices",
+        "3",
         "--e2e-connections",
         "1,4",
     )
 
     assert "inprocess" not in results
-    row = results["e2e"]["websockets"]["raw"]
-    assert row["error"] is None
-    assert set(row["round_trips"]) == {"1", "4"}
-    for trip in row["round_trips"].values():
-        assert trip["per_second"] > 0 and trip["ratio_to_raw"] == 1.0
-        assert trip["p50_ms"] is not None and trip["p99_ms"] >= trip["p50_ms"]
-    assert row["handshakes_per_second"] > 0
+    rows = results["e2e"]["websockets"]
+    assert set(rows) == {"raw", "tether_direct"}
+    for app, row in rows.items():
+        assert row["error"] is None, (app, row["error"])
+        assert set(row["round_trips"]) == {"1", "4"}
+        for trip in row["round_trips"].values():
+            assert trip["per_second"] > 0 and trip["ratio_to_raw"] > 0
+            assert trip["p50_ms"] is not None and trip["p99_ms"] >= trip["p50_ms"]
+        assert row["handshakes_per_second"] > 0 and row["handshakes_ratio_to_raw"] > 0
+        (run,) = row["runs"]  # one round in a quick run, its time cut into 3 slices
+        assert [len(trip["slice_rates"]) for trip in run["round_trips"]] == [3, 3]
+        assert len(run["handshakes"]["slice_rates"]) == 3
+    assert all(trip["ratio_to_raw"] == 1.0 for trip in rows["raw"]["round_trips"].values())
 
     markdown = (tmp_path / "latest.md").read_text()
     assert "## End-to-end: uvicorn `--ws websockets`" in markdown
-    assert "| raw ASGI |" in markdown
+    assert "| raw ASGI |" in markdown and "| tether, served directly |" in markdown
 
 
 def test_fanout_quick_run_times_every_member_count_without_redis(tmp_path: Path) -> None:
