@@ -140,7 +140,7 @@ async def _echo_slice(opened: list[Connection], seconds: float, tally: Tally) ->
     latencies: list[float] = []
     failed: list[Connection] = []
 
-    async def drive(connection: Connection, deadline: float, timed: bool) -> None:
+    async def drive(connection: Connection, deadline: float) -> None:
         clock = time.perf_counter
         round_trip = connection[0]
         while True:
@@ -150,20 +150,16 @@ async def _echo_slice(opened: list[Connection], seconds: float, tally: Tally) ->
             except (ConnectionError, asyncio.TimeoutError, OSError):
                 failed.append(connection)
                 return
-            if not timed:
-                return
             latencies.append(clock() - started)
             if clock() >= deadline:
                 return
 
     # Warm-up, untimed: one round trip each, after the other apps had the machine.
-    await asyncio.gather(*(drive(connection, 0.0, False) for connection in opened))
-    for connection in failed:
-        opened.remove(connection)
-    tally.errors += len(failed)
-    failed.clear()
+    await asyncio.gather(*(drive(connection, 0.0) for connection in opened))
+    latencies.clear()
     started = time.perf_counter()
-    await asyncio.gather(*(drive(connection, started + seconds, True) for connection in opened))
+    live = [connection for connection in opened if connection not in failed]
+    await asyncio.gather(*(drive(connection, started + seconds) for connection in live))
     tally.add_slice(len(latencies), time.perf_counter() - started)
     tally.latencies += latencies
     tally.errors += len(failed)
