@@ -103,7 +103,9 @@ class WebSocketController:
     outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
 
     _membership: Membership | None = None
-    # The hooks bound to this connection's resolved values (None: the class has no such hook).
+    # The hooks' functions with this connection's resolved values bound (None: no such
+    # hook), called with `self` first: a bound method kept here would make the instance
+    # a reference cycle, freed only by the garbage collector.
     _on_receive: Callable[..., Any] | None = None
     _on_disconnect: Callable[..., Any] | None = None
     _routes: dict[str, tuple[HookPlan, Callable[..., Any]]] = {}  # never mutated: rebound
@@ -271,6 +273,8 @@ class WebSocketController:
             if ending is not None:
                 with teardown_shield():
                     await ending
+            # Its traceback holds this frame, and so `self`: a cycle to leave behind.
+            self._error = None
 
     def _ending(self, ctx: Context, code: int | None) -> Awaitable[None] | None:
         """What must run once the session is over (on_disconnect, leaving groups, teardown)."""
@@ -345,10 +349,9 @@ class WebSocketController:
     async def _bound(self, hook: HookPlan, ctx: Context) -> Callable[..., Any]:
         if hook.checks:
             self._check(hook, ctx)
-        method = hook.func.__get__(self)
         if not hook.static:
-            return method
-        return partial(method, **await solve(hook.static, ctx))
+            return hook.func
+        return partial(hook.func, **await solve(hook.static, ctx))
 
     @staticmethod
     def _check(hook: HookPlan, ctx: Context) -> None:
@@ -360,7 +363,7 @@ class WebSocketController:
     async def _connect(self, kwargs: dict[str, Any], ctx: Context) -> None:
         hook = self._plan.connect
         if hook.per_call is not None:
-            await self._call(hook, partial(hook.func, self, **kwargs), ctx)
+            await self._call(hook, partial(hook.func, **kwargs), ctx)
         elif hook.is_async:
             await hook.func(self, **kwargs)
         else:
@@ -434,7 +437,7 @@ class WebSocketController:
                     if websocket.application_state is not connected:
                         return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
                     continue
-                result = await on_receive(data)
+                result = await on_receive(self, data)
                 if websocket.application_state is not connected:
                     return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
                 if result is not None:
@@ -564,7 +567,7 @@ class WebSocketController:
         except DecodeError as exc:
             return await self.on_decode_error(self.websocket, exc)
         if hook.per_call is None and hook.is_async and hook.data_first:
-            result = await bound(data)
+            result = await bound(self, data)
         else:
             result = await self._call(hook, bound, ctx, data)
         if result is not None:
@@ -600,14 +603,14 @@ class WebSocketController:
     async def _call(
         self, hook: HookPlan, bound: Callable[..., Any], ctx: Context, data: Any = None
     ) -> Any:
-        """Call a hook, resolving what varies per call (message scope)."""
+        """Call a hook (its function, with `self`), resolving what varies per call."""
         if hook.per_call is None:
             if hook.data_name is None:
-                result = bound()
+                result = bound(self)
             elif hook.data_first:
-                result = bound(data)
+                result = bound(self, data)
             else:
-                result = bound(data=data)
+                result = bound(self, data=data)
             return await result if hook.is_async else result
         # A context of its own, so concurrent handlers never share per-call values.
         call = Context(ctx.websocket, ctx.connection)
@@ -615,7 +618,7 @@ class WebSocketController:
         call.data, call.close_code, call.close_reason = data, ctx.close_code, ctx.close_reason
         state = call.message = ScopeState()
         try:
-            result = bound(**await solve(hook.per_call, call))
+            result = bound(self, **await solve(hook.per_call, call))
             if hook.is_async:
                 result = await result
         except BaseException as exc:
