@@ -2,7 +2,7 @@
 
 A controller is itself an ASGI app, so an app with few endpoints needs no
 router. This isolates tether's own cost from Starlette's router and
-middleware (whose exception middleware wraps `send` for every message).
+middleware.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from tether.controllers.guards import negotiate_subprotocol
 from tether.controllers.lifespan import serve_lifespan
 from tether.controllers.limits import MESSAGE_TOO_BIG, RateLimit, TokenBucket, message_size
 from tether.controllers.membership import Membership
+from tether.controllers.passthrough import skip_passthrough
 from tether.controllers.plan import ControllerPlan, HookPlan, compile_controller
 from tether.controllers.shield import teardown_shield
 from tether.controllers.shutdown import GOING_AWAY, sessions
@@ -235,7 +236,8 @@ class WebSocketController:
             return await serve_lifespan(self._receive, self._send, self.broker)
         if kind != "websocket":
             return await _upgrade_required(self._send)
-        websocket = self.websocket = self.websocket_class(self.scope, self._receive, self._send)
+        send = self._send = skip_passthrough(self._send)
+        websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         plan = self._plan
         # An override may bring connection-scoped dependencies the class has none of.
         ctx = Context(websocket, ScopeState() if plan.connection_scoped or overrides else None)
