@@ -337,7 +337,7 @@ class WebSocketController:
         if plan.connect is not None:
             if plan.connect.checks:
                 self._check(plan.connect, ctx)
-            connect_kwargs = await solve(plan.connect.static, ctx) if plan.connect.static else {}
+            connect_kwargs = await plan.connect.resolve_static(ctx) if plan.connect.static else {}
         if plan.receive is not None:
             self._on_receive = await self._bound(plan.receive, ctx)
         if plan.disconnect is not None:
@@ -353,7 +353,7 @@ class WebSocketController:
             self._check(hook, ctx)
         if not hook.static:
             return hook.func
-        return partial(hook.func, **await solve(hook.static, ctx))
+        return partial(hook.func, **await hook.resolve_static(ctx))
 
     @staticmethod
     def _check(hook: HookPlan, ctx: Context) -> None:
@@ -622,7 +622,7 @@ class WebSocketController:
         call.data, call.close_code, call.close_reason = data, ctx.close_code, ctx.close_reason
         state = call.message = ScopeState()
         try:
-            result = bound(self, **await solve(hook.per_call, call))
+            result = bound(self, **await hook.resolve_per_call(call))
             if hook.is_async:
                 result = await result
         except BaseException as exc:

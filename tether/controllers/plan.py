@@ -31,6 +31,7 @@ from tether.di.compiler import (
     compile_hook,
     type_hints,
 )
+from tether.di.unrolled import unroll
 
 CONNECT_NAMES = CONNECTION_NAMES
 RECEIVE_NAMES = CONNECTION_NAMES | {"data"}
@@ -56,6 +57,8 @@ class HookPlan:
         "is_async",
         "name",
         "per_call",
+        "resolve_per_call",
+        "resolve_static",
         "returns",
         "static",
     )
@@ -71,6 +74,9 @@ class HookPlan:
         self.data_first = bool(params) and params[0].name == "data"
         only_data = all(p.name == "data" and p.dependency is None for p in varying)
         self.per_call: tuple[Param, ...] | None = None if only_data else varying
+        # `solve` for these parameters, unrolled into straight-line code (None: nothing to solve).
+        self.resolve_static = unroll(self.static, name) if self.static else None
+        self.resolve_per_call = unroll(self.per_call, name) if self.per_call else None
         # Request values that only per-call dependencies read are still checked
         # at connect, so a missing one refuses the handshake.
         self.checks = tuple(_request_values(varying))
