@@ -41,7 +41,7 @@ from tether.controllers.shield import teardown_shield
 from tether.controllers.shutdown import GOING_AWAY, sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.compiler import ParameterError
-from tether.di.resolver import Context, ScopeState, overrides, solve
+from tether.di.resolver import Context, ScopeState, overrides
 
 logger = logging.getLogger("tether")
 
@@ -319,8 +319,7 @@ class WebSocketController:
 
     async def _check_permissions(self, ctx: Context) -> None:
         for permission in self._plan.permissions:
-            plan = permission.plan
-            result = plan.call(**await solve(plan.params, ctx))
+            result = permission.plan.call(**await permission.resolve(ctx))
             if permission.is_async:
                 result = await result
             if not result:

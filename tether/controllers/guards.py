@@ -16,6 +16,7 @@ from tether.di.compiler import (
     ConfigurationError,
     compile_hook,
 )
+from tether.di.unrolled import unroll
 
 
 class OriginPolicy:
@@ -86,7 +87,7 @@ def negotiate_subprotocol(preferred: Sequence[str], offered: Sequence[str]) -> s
 class Permission:
     """A permission callable, compiled: `plan` says what to inject into it."""
 
-    __slots__ = ("is_async", "name", "plan")
+    __slots__ = ("is_async", "name", "plan", "resolve")
 
     def __init__(self, call: Callable[..., Any], owner: str) -> None:
         if not callable(call):
@@ -95,3 +96,4 @@ class Permission:
         where = f"{owner}.permissions[{self.name}]"
         self.plan: CallPlan = compile_hook(call, where, allowed=CONNECTION_NAMES, method=False)
         self.is_async = self.plan.kind == COROUTINE
+        self.resolve = unroll(self.plan.params, where)
