@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import sys
 import threading
 from collections import deque
@@ -12,6 +13,8 @@ from typing import Any, Literal
 
 import anyio
 from starlette.websockets import WebSocket, WebSocketState
+
+from tether.brokers.eager import Resume, start_send
 
 __all__ = ["CLOSE_TRY_AGAIN_LATER", "OutboundQueue"]
 
@@ -44,10 +47,15 @@ class OutboundQueue:
 
     __slots__ = (
         "_close_on_full",
+        "_context",
+        "_failure",
+        "_handoff",
+        "_loop",
         "_maxsize",
         "_queue",
         "_send",
         "_stopped",
+        "_task",
         "_thread",
         "_waiter",
         "_waiting",
@@ -92,6 +100,12 @@ class OutboundQueue:
         self._waiting = False
         self._stopped = False
         self._thread: int | None = None
+        # Set by run() under asyncio, where an idle queue starts sends at once.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._context: contextvars.Context | None = None
+        self._handoff: Resume | None = None  # a started send that suspended
+        self._failure: BaseException | None = None  # what a started send raised
         self._wake_threadsafe: Callable[[], None] | None = None
         self.closed = False
         """True once `close()` was called or `run()` has returned."""
@@ -109,8 +123,17 @@ class OutboundQueue:
         return self._maxsize
 
     def deliver(self, message: dict[str, Any]) -> None:
-        """Queue `message` for sending, without blocking; see the class for a full queue."""
+        """Queue `message` for sending, without blocking; see the class for a full queue.
+
+        Under asyncio, when `run()` is idle and this is its thread, the send
+        starts at once instead (see `tether.brokers.eager`): a send that
+        completes without suspending costs no task wake-up, and one that
+        suspends is finished by `run()`'s task.
+        """
         if self._stopped:
+            return
+        if self._waiting and self._task is not None and threading.get_ident() == self._thread:
+            self._send_now(message)
             return
         queue = self._queue
         if len(queue) >= self._maxsize:
@@ -124,6 +147,30 @@ class OutboundQueue:
         queue.append(message)
         if self._waiting:
             self._wake()
+
+    def _send_now(self, message: dict[str, Any]) -> None:
+        websocket = self._websocket
+        if websocket is not None and websocket.application_state is not CONNECTED:
+            self._queue.append(message)  # run() wakes, sees the state and closes
+            self._wake()
+            return
+        self._waiting = False  # busy: what is delivered during the send queues behind it
+        context = self._context
+        try:
+            started = start_send(self._send, message, self._loop, self._task, context)
+        except (Exception, asyncio.CancelledError) as exc:  # run() raises it, as if it had sent
+            self._failure = exc
+            _release(self._waiter)
+            return
+        if started is not None:
+            self._handoff = Resume(started, context)
+            _release(self._waiter)
+            return
+        self._waiting = True
+        # A delivery from another thread, or close(), may have come in during the send.
+        if self._queue or self._stopped:
+            self._waiting = False
+            _release(self._waiter)
 
     def close(self) -> None:
         """Stop `run()` after the message it is sending; queued messages are discarded."""
@@ -147,9 +194,20 @@ class OutboundQueue:
         # Under asyncio a bare future is the cheapest wake-up (about a third of
         # an anyio Event's cost); a fan-out pays it once per member.
         loop = _running_asyncio_loop()
+        if loop is not None:
+            self._loop, self._task = loop, asyncio.current_task()
+            self._context = contextvars.copy_context()
         new_event = type(anyio.Event())  # the backend's class, looked up once
         try:
             while True:
+                handoff = self._handoff
+                if handoff is not None:  # deliver() started a send that suspended
+                    self._handoff = None
+                    await handoff
+                failure = self._failure
+                if failure is not None:  # deliver() started a send that raised
+                    self._failure = None
+                    raise failure
                 while queue and not self._stopped:
                     if websocket is not None and websocket.application_state is not CONNECTED:
                         self.close()  # the connection closed while messages waited
@@ -171,6 +229,10 @@ class OutboundQueue:
             self.closed = True
             self._waiting = False
             queue.clear()
+            self._task = self._context = self._failure = None
+            if self._handoff is not None:  # cancelled before it could resume the send
+                self._handoff.close()
+                self._handoff = None
 
     async def _close_overflowed(self) -> None:
         websocket = self._websocket
