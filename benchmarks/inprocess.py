@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -181,19 +182,26 @@ async def _sample(app: ASGIApp, workload: Workload, count: int, cell: Cell) -> f
 
 
 async def _interleaved_samples(
-    apps: Sequence[tuple[AppSpec, ASGIApp]], workload: Workload, cells: dict[str, Cell]
+    apps: Sequence[tuple[AppSpec, ASGIApp]],
+    workload: Workload,
+    cells: dict[str, Cell],
+    shuffle: Callable[[list[Any]], None],
 ) -> None:
     """One sample per app, taken in `SLICES` slices that alternate between the apps.
 
     A slow spell of a shared machine lasts longer than one app's slice, so it lands
     on every app alike instead of on whichever app happened to be running. Each
     timed slice follows a short untimed one of the same app, so no app pays for
-    the caches its predecessor in the order left cold.
+    the caches its predecessor in the order left cold; and each slice takes the
+    apps in a fresh order (`shuffle`), so what an app's predecessor leaves behind
+    (a heap churned by the slowest peer, say) is not always left to the same app.
     """
     seconds = dict.fromkeys(cells, 0.0)
     done = dict.fromkeys(cells, 0)
+    order = list(apps)
     for _ in range(SLICES):
-        for spec, app in apps:
+        shuffle(order)
+        for spec, app in order:
             cell = cells[spec.name]
             if cell.error is not None:
                 continue
@@ -244,9 +252,8 @@ async def run_inprocess(
     for round_index in range(rounds):
         started = time.perf_counter()
         for workload in workloads:
-            shift = round_index % len(apps)
-            order = [*apps[shift:], *apps[:shift]]
-            await _interleaved_samples(order, workload, cells[workload.name])
+            shuffle = random.Random(f"{workload.name}/{round_index}").shuffle
+            await _interleaved_samples(apps, workload, cells[workload.name], shuffle)
         log(f"in-process: round {round_index + 1}/{rounds} in {time.perf_counter() - started:.1f}s")
     return cells
 
