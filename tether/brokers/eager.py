@@ -34,62 +34,43 @@ Step = Any  # a coroutine, or the iterator an awaitable's __await__ returns
 
 try:  # 3.12+: one call swaps the running task, as eager tasks do
     from asyncio.tasks import _swap_current_task
-
-    def start_send(
-        send: Callable[[Any], Awaitable[None]],
-        message: Any,
-        loop: asyncio.AbstractEventLoop,
-        task: asyncio.Task[Any],
-        context: contextvars.Context,
-    ) -> tuple[Step, Any] | None:
-        """Run `send(message)` up to its first suspension, as a step of `task`.
-
-        Returns None when the send finished, else `(step, yielded)`: the suspended
-        coroutine and what it yielded to the event loop, for `Resume` in `task`.
-        An exception the send raised in that step propagates.
-        """
-        awaitable = send(message)
-        step = awaitable if hasattr(awaitable, "send") else awaitable.__await__()
-        previous = _swap_current_task(loop, task)
-        try:
-            yielded = context.run(step.send, None)
-        except StopIteration:
-            return None
-        finally:
-            _swap_current_task(loop, previous)
-        return step, yielded
-
-except ImportError:  # 3.10, 3.11: the same swap, in the table _enter_task and _leave_task keep
+except ImportError:  # 3.10, 3.11: swapped in the table that _enter_task and _leave_task keep
+    _swap_current_task = None
     from asyncio.tasks import _current_tasks
 
-    def start_send(
-        send: Callable[[Any], Awaitable[None]],
-        message: Any,
-        loop: asyncio.AbstractEventLoop,
-        task: asyncio.Task[Any],
-        context: contextvars.Context,
-    ) -> tuple[Step, Any] | None:
-        """Run `send(message)` up to its first suspension, as a step of `task`.
 
-        Returns None when the send finished, else `(step, yielded)`: the suspended
-        coroutine and what it yielded to the event loop, for `Resume` in `task`.
-        An exception the send raised in that step propagates.
-        """
-        awaitable = send(message)
-        step = awaitable if hasattr(awaitable, "send") else awaitable.__await__()
-        running = _current_tasks
-        previous = running.get(loop)
-        running[loop] = task
-        try:
-            yielded = context.run(step.send, None)
-        except StopIteration:
-            return None
-        finally:
-            if previous is None:
-                del running[loop]
-            else:
-                running[loop] = previous
-        return step, yielded
+def start_send(
+    send: Callable[[Any], Awaitable[None]],
+    message: Any,
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[Any],
+    context: contextvars.Context,
+) -> tuple[Step, Any] | None:
+    """Run `send(message)` up to its first suspension, as a step of `task`.
+
+    Returns None when the send finished, else `(step, yielded)`: the suspended
+    coroutine and what it yielded to the event loop, for `Resume` in `task`.
+    An exception the send raised in that step propagates.
+    """
+    awaitable = send(message)
+    step = awaitable if hasattr(awaitable, "send") else awaitable.__await__()
+    if _swap_current_task is not None:
+        previous = _swap_current_task(loop, task)
+    else:
+        previous = _current_tasks.get(loop)
+        _current_tasks[loop] = task
+    try:
+        yielded = context.run(step.send, None)
+    except StopIteration:
+        return None
+    finally:
+        if _swap_current_task is not None:
+            _swap_current_task(loop, previous)
+        elif previous is None:
+            del _current_tasks[loop]
+        else:
+            _current_tasks[loop] = previous
+    return step, yielded
 
 
 class Resume:
