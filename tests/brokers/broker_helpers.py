@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from tether import WebSocket
 from tether.brokers import OutboundQueue
 
 WAIT = 10.0  # seconds: the bound on every wait in these tests
@@ -61,3 +62,18 @@ async def running(*clients: Client) -> AsyncIterator[None]:
         yield
         for client in clients:
             client.queue.close()
+
+
+async def accepted_websocket(sent: list[dict[str, Any]]) -> WebSocket:
+    """A tether `WebSocket` over a fake ASGI connection, accepted; `sent` records the wire."""
+    connect = iter([{"type": "websocket.connect"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(connect)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    websocket = WebSocket({"type": "websocket", "headers": []}, receive, send)
+    await websocket.accept()
+    return websocket

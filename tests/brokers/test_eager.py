@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio
 import pytest
+from broker_helpers import accepted_websocket
 
-from tether import WebSocket
 from tether.brokers import MemoryBroker, OutboundQueue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
@@ -184,17 +184,8 @@ async def test_a_publish_from_inside_a_send_arrives_after_it() -> None:
 
 async def test_nothing_is_sent_once_the_app_closed_the_websocket() -> None:
     wire: list[dict[str, Any]] = []
-    connect = iter([{"type": "websocket.connect"}])
-
-    async def receive() -> dict[str, Any]:
-        return next(connect)
-
-    async def send(message: dict[str, Any]) -> None:
-        wire.append(message)
-
-    websocket = WebSocket({"type": "websocket", "headers": []}, receive, send)
-    await websocket.accept()
-    async with member(send, websocket=websocket) as (queue, task):
+    websocket = await accepted_websocket(wire)
+    async with member(websocket._send, websocket=websocket) as (queue, task):
         await broker.publish("room", "before")
         await websocket.close(1000)
         await broker.publish("room", "after")

@@ -7,9 +7,9 @@ from typing import Any
 
 import anyio
 import pytest
-from broker_helpers import Client, running
+from broker_helpers import Client, accepted_websocket, running
 
-from tether import WebSocket, WebSocketState
+from tether import WebSocketState
 from tether.brokers import CLOSE_TRY_AGAIN_LATER, OutboundQueue
 
 pytestmark = pytest.mark.anyio
@@ -76,21 +76,6 @@ async def test_close_policy_closes_the_connection_with_1013() -> None:
         {"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": "outbound queue full"}
     ]
     assert CLOSE_TRY_AGAIN_LATER == 1013
-
-
-async def accepted_websocket(sent: list[dict[str, Any]]) -> WebSocket:
-    """A tether `WebSocket` over a fake ASGI connection, accepted; `sent` records the wire."""
-    connect = iter([{"type": "websocket.connect"}])
-
-    async def receive() -> dict[str, Any]:
-        return next(connect)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    websocket = WebSocket({"type": "websocket", "headers": []}, receive, send)
-    await websocket.accept()
-    return websocket
 
 
 async def test_with_its_websocket_the_queue_stops_once_the_app_closed() -> None:

@@ -18,7 +18,8 @@ it suspends (the transport is applying back-pressure), the suspended coroutine
 is handed to the member's task, which resumes it exactly where it stopped
 (`Resume`), so the publisher still never waits for a slow client.
 
-asyncio only: under trio a suspended step is tied to the task that ran it."""
+asyncio only: under trio a suspended step is tied to the task that ran it.
+"""
 
 from __future__ import annotations
 

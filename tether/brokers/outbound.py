@@ -229,7 +229,7 @@ class OutboundQueue:
             self.closed = True
             self._waiting = False
             queue.clear()
-            self._task = self._context = self._failure = None
+            self._loop = self._task = self._context = self._failure = None
             if self._handoff is not None:  # cancelled before it could resume the send
                 self._handoff.close()
                 self._handoff = None
