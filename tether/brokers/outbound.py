@@ -192,7 +192,8 @@ class OutboundQueue:
         self._wake_threadsafe = _threadsafe_caller(self._set_event)
         queue, send, websocket = self._queue, self._send, self._websocket
         # Under asyncio a bare future is the cheapest wake-up (about a third of
-        # an anyio Event's cost); a fan-out pays it once per member.
+        # an anyio Event's cost); a fan-out pays it once per member whose send
+        # could not start at once (see deliver).
         loop = _running_asyncio_loop()
         if loop is not None:
             self._loop, self._task = loop, asyncio.current_task()
