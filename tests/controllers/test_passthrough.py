@@ -12,7 +12,7 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.websockets import WebSocket as StarletteWebSocket
 
 from tether import WebSocket, WebSocketController
-from tether.controllers.passthrough import skip_passthrough
+from tether.controllers._passthrough import skip_passthrough
 from tether.testing import connect
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ import pytest
 from starlette.types import Receive, Send
 
 from tether import Provide, WebSocketController
-from tether.controllers.shield import teardown_shield
+from tether.controllers._shield import teardown_shield
 
 pytestmark = pytest.mark.anyio
 
@@ -112,7 +112,7 @@ async def test_unshielded_teardown_in_a_server_task_runs_to_the_end(anyio_backen
 WITHOUT_TRIO = """
 import asyncio, sys
 import anyio
-from tether.controllers.shield import teardown_shield
+from tether.controllers._shield import teardown_shield
 
 async def main():
     plain = type(teardown_shield()).__name__

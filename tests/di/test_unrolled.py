@@ -9,9 +9,9 @@ import pytest
 
 from tether import Provide, Query, override
 from tether.di import CallPlan, ConfigurationError, Context, ScopeState, compile_hook, solve
+from tether.di._unrolled import unroll
 from tether.di.compiler import CONNECTION_NAMES
 from tether.di.resolver import app_scope
-from tether.di.unrolled import unroll
 
 pytestmark = pytest.mark.anyio
 

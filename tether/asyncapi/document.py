@@ -25,7 +25,7 @@ from tether.asyncapi.schemas import (
     union_members,
     value_schema,
 )
-from tether.controllers.plan import HookPlan
+from tether.controllers._plan import HookPlan
 from tether.di.conversion import unwrap_annotated
 
 ASYNCAPI_VERSION = "3.0.0"

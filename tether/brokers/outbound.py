@@ -14,7 +14,7 @@ from typing import Any, Literal
 import anyio
 from starlette.websockets import WebSocket, WebSocketState
 
-from tether.brokers.eager import Resume, start_send
+from tether.brokers._eager import Resume, start_send
 
 __all__ = ["CLOSE_TRY_AGAIN_LATER", "OutboundQueue"]
 
@@ -126,7 +126,7 @@ class OutboundQueue:
         """Queue `message` for sending, without blocking; see the class for a full queue.
 
         Under asyncio, when `run()` is idle and this is its thread, the send
-        starts at once instead (see `tether.brokers.eager`): a send that
+        starts at once instead (see `tether.brokers._eager`): a send that
         completes without suspending costs no task wake-up, and one that
         suspends is finished by `run()`'s task.
         """

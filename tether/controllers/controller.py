@@ -14,6 +14,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from tether.brokers import Broker, MemoryBroker
+from tether.controllers._passthrough import skip_passthrough
+from tether.controllers._plan import ControllerPlan, HookPlan, compile_controller
+from tether.controllers._shield import teardown_shield
 from tether.controllers.codecs import (
     UNSUPPORTED_DATA,
     DecodeError,
@@ -35,9 +38,6 @@ from tether.controllers.guards import negotiate_subprotocol
 from tether.controllers.lifespan import serve_lifespan
 from tether.controllers.limits import MESSAGE_TOO_BIG, RateLimit, TokenBucket, message_size
 from tether.controllers.membership import Membership
-from tether.controllers.passthrough import skip_passthrough
-from tether.controllers.plan import ControllerPlan, HookPlan, compile_controller
-from tether.controllers.shield import teardown_shield
 from tether.controllers.shutdown import GOING_AWAY, sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.compiler import ParameterError

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tether.di._unrolled import unroll
 from tether.di.compiler import (
     CONNECTION_NAMES,
     COROUTINE,
@@ -16,7 +17,6 @@ from tether.di.compiler import (
     ConfigurationError,
     compile_hook,
 )
-from tether.di.unrolled import unroll
 
 
 class OriginPolicy:

@@ -20,6 +20,7 @@ from tether.controllers.codecs import (
 from tether.controllers.guards import OriginPolicy, Permission
 from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
+from tether.di._unrolled import unroll
 from tether.di.compiler import (
     CONNECTION,
     CONNECTION_NAMES,
@@ -31,7 +32,6 @@ from tether.di.compiler import (
     compile_hook,
     type_hints,
 )
-from tether.di.unrolled import unroll
 
 CONNECT_NAMES = CONNECTION_NAMES
 RECEIVE_NAMES = CONNECTION_NAMES | {"data"}
