@@ -1,0 +1,47 @@
+"""Every WebSocket close code tether sends or reports, in one table.
+
+The numbers come from `starlette.status` (RFC 6455's registry); the names
+and meanings here are what tether uses them for. Modules import the
+constants; `CLOSE_CODES` is the table the errors page is checked against.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from starlette import status
+
+
+class CloseCode(NamedTuple):
+    """One row of the table: the number, its RFC name, and when tether uses it."""
+
+    code: int
+    name: str
+    meaning: str
+
+
+NORMAL_CLOSURE = status.WS_1000_NORMAL_CLOSURE
+GOING_AWAY = status.WS_1001_GOING_AWAY
+UNSUPPORTED_DATA = status.WS_1003_UNSUPPORTED_DATA
+NO_STATUS = status.WS_1005_NO_STATUS_RCVD
+ABNORMAL_CLOSURE = status.WS_1006_ABNORMAL_CLOSURE
+INVALID_PAYLOAD = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+POLICY_VIOLATION = status.WS_1008_POLICY_VIOLATION
+MESSAGE_TOO_BIG = status.WS_1009_MESSAGE_TOO_BIG
+INTERNAL_ERROR = status.WS_1011_INTERNAL_ERROR
+SERVICE_RESTART = status.WS_1012_SERVICE_RESTART
+TRY_AGAIN_LATER = status.WS_1013_TRY_AGAIN_LATER
+
+CLOSE_CODES: tuple[CloseCode, ...] = (
+    CloseCode(NORMAL_CLOSURE, "Normal closure", "`websocket.close()` with no code"),
+    CloseCode(GOING_AWAY, "Going away", "idle timeout, or the server is shutting down"),
+    CloseCode(UNSUPPORTED_DATA, "Unsupported data", "a frame of the wrong kind, an unknown event"),
+    CloseCode(NO_STATUS, "No status received", "reported: the client's close had no code"),
+    CloseCode(ABNORMAL_CLOSURE, "Abnormal closure", "reported: the connection dropped"),
+    CloseCode(INVALID_PAYLOAD, "Invalid payload", "malformed JSON, or a failed validation"),
+    CloseCode(POLICY_VIOLATION, "Policy violation", "a refused handshake, or a rate limit"),
+    CloseCode(MESSAGE_TOO_BIG, "Message too big", "a message over `max_message_size`"),
+    CloseCode(INTERNAL_ERROR, "Internal error", "an unhandled exception in a hook"),
+    CloseCode(SERVICE_RESTART, "Service restart", "reported: the server restarts (uvicorn)"),
+    CloseCode(TRY_AGAIN_LATER, "Try again later", "the outbound queue overflowed"),
+)
