@@ -8,7 +8,9 @@ signature is found here and raised as `ConfigurationError`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -47,6 +49,25 @@ RESERVED: dict[str, int] = {
 CONNECTION_NAMES = frozenset(n for n, level in RESERVED.items() if level == CONNECTION)
 # What a dependency may ask for: everything but on_disconnect's own values.
 DEPENDENCY_NAMES = frozenset(RESERVED) - {"close_code", "close_reason"}
+
+# Names a newcomer gives a reserved value (Starlette's `on_receive(self, websocket, data)`
+# and `on_disconnect(self, websocket, close_code)` spell them differently elsewhere).
+LIKELY_MEANT: dict[str, str] = {
+    "message": "data",
+    "msg": "data",
+    "payload": "data",
+    "body": "data",
+    "text": "data",
+    "content": "data",
+    "code": "close_code",
+    "status": "close_code",
+    "status_code": "close_code",
+    "reason": "close_reason",
+    "ws": "websocket",
+    "socket": "websocket",
+    "conn": "websocket",
+    "connection": "websocket",
+}
 
 _FOREIGN_MARKER_MODULES = frozenset({"fastapi", "litestar", "lilya", "esmerald", "ravyn"})
 
@@ -204,7 +225,16 @@ def _compile_param(
         return Param(name, LEVELS[marker.scope], dependency=dependency)
     if marker is not None:
         return Param(name, CONNECTION, _request_getter(marker, name, base, default, at))
-    return _path_or_default(name, base, default, at)
+    meant = LIKELY_MEANT.get(name)
+    if meant not in allowed:
+        meant = None
+    elif default is inspect.Parameter.empty and _is_structured(base):
+        # No path convertor yields a model or a container: this is the message, misnamed.
+        raise ConfigurationError(
+            f"{at}: {_type_name(base)} cannot come from the path; did you mean {meant!r}? "
+            f"Rename {name!r} to {meant!r} to receive the {_reserved_meaning(meant)}."
+        )
+    return _path_or_default(name, base, default, at, meant)
 
 
 def _marker_of(default: Any, meta: tuple[Any, ...], at: str) -> tuple[Marker | None, Any]:
@@ -294,7 +324,46 @@ def _request_getter(marker: Marker, name: str, base: Any, default: Any, at: str)
     return _converting(lookup, convert, default, label)
 
 
-def _path_or_default(name: str, base: Any, default: Any, at: str) -> Param:
+def _is_structured(annotation: Any) -> bool:
+    """Whether `annotation` is a model or a container: what messages hold, never a path."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_structured(arg) for arg in typing.get_args(annotation))
+    base = origin or annotation
+    if base in (dict, list, tuple, set):
+        return True
+    return isinstance(base, type) and (
+        dataclasses.is_dataclass(base)
+        or typing.is_typeddict(base)
+        or hasattr(base, "__struct_fields__")  # msgspec.Struct
+        or hasattr(base, "model_fields")  # pydantic
+    )
+
+
+def _type_name(annotation: Any) -> str:
+    """`annotation` as the user wrote it: `list[Item]`, `Item | None`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is not None and args:
+        return f"{_type_name(origin)}[{', '.join(_type_name(arg) for arg in args)}]"
+    return getattr(annotation, "__qualname__", None) or repr(annotation)
+
+
+def _reserved_meaning(name: str) -> str:
+    return {
+        "data": "message",
+        "close_code": "close code",
+        "close_reason": "close reason",
+        "websocket": "websocket",
+    }[name]
+
+
+def _path_or_default(
+    name: str, base: Any, default: Any, at: str, meant: str | None = None
+) -> Param:
     convert = _converter(base, at)
     required = default is inspect.Parameter.empty
     fallback = Required if required else default
@@ -304,7 +373,8 @@ def _path_or_default(name: str, base: Any, default: Any, at: str) -> Param:
             return None
         return ctx.websocket.scope.get("path_params", _EMPTY).get(name)
 
-    getter = _converting(lookup, convert, fallback, f"path parameter {name!r}")
+    hint = f"; did you mean {meant!r}?" if meant else ""
+    getter = _converting(lookup, convert, fallback, f"path parameter {name!r}", hint)
     # Without a default the value can only come from a connection's route.
     return Param(name, CONNECTION if required else APP, getter)
 
@@ -313,7 +383,11 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 def _converting(
-    lookup: Callable[[Any], Any], convert: Callable[[Any], Any], default: Any, label: str
+    lookup: Callable[[Any], Any],
+    convert: Callable[[Any], Any],
+    default: Any,
+    label: str,
+    hint: str = "",
 ) -> Callable[[Any], Any]:
     if convert is identity:  # a str: nothing to convert, nothing that can fail
 
@@ -321,7 +395,7 @@ def _converting(
             raw = lookup(ctx)
             if raw is None:
                 if default is Required:
-                    raise ParameterError(f"{label} is required")
+                    raise ParameterError(f"{label} is required{hint}")
                 return default
             return raw
 
@@ -331,12 +405,12 @@ def _converting(
         raw = lookup(ctx)
         if raw is None:
             if default is Required:
-                raise ParameterError(f"{label} is required")
+                raise ParameterError(f"{label} is required{hint}")
             return default
         try:
             return convert(raw)
         except (ValueError, TypeError) as exc:
-            raise ParameterError(f"{label}: {exc}") from None
+            raise ParameterError(f"{label}: {exc}{hint}") from None
 
     return get
 
