@@ -21,6 +21,7 @@ from tether.frames import encode_frame, loads
 
 try:
     import msgspec
+    import msgspec.inspect
 except ImportError:  # pragma: no cover - the msgspec extra is optional
     msgspec = None  # type: ignore[assignment]
 
@@ -97,7 +98,7 @@ def compile_validator(annotation: Any) -> Callable[[str | bytes], Any]:
         return _checking(loads, base)
     backend = _backend_for(annotation)
     if backend == "msgspec":
-        return msgspec.json.Decoder(annotation).decode
+        return _filling(msgspec.json.Decoder(annotation).decode, annotation)
     from pydantic import TypeAdapter
 
     return TypeAdapter(annotation).validate_json
@@ -113,19 +114,39 @@ def compile_converter(annotation: Any) -> Callable[[Any], Any]:
     if base in (dict, list, str, int, float, bool):
         return _checking(_identity, base)
     if _backend_for(annotation) == "msgspec":
-        return lambda value: msgspec.convert(value, annotation)
+        return _filling(lambda value: msgspec.convert(value, annotation), annotation)
     from pydantic import TypeAdapter
 
     return TypeAdapter(annotation).validate_python
 
 
+def _filling(decode: Callable[[Any], Any], annotation: Any) -> Callable[[Any], Any]:
+    """`decode`, then the dataclass defaults msgspec left out put back (see dataclass_defaults)."""
+    from tether.controllers.dataclass_defaults import default_filler
+
+    fill = default_filler(annotation)
+    if fill is None:
+        return decode
+
+    def decode_whole(raw: Any) -> Any:
+        value = decode(raw)
+        fill(value)
+        return value
+
+    return decode_whole
+
+
 def _backend_for(annotation: Any) -> str:
     if _mentions(annotation, _is_pydantic):
         return "pydantic"
+    plain: list[type] = []
     if msgspec is not None:
         try:
             msgspec.json.Decoder(annotation)
-            return "msgspec"
+            # msgspec accepts any class, and then fails on every message without a dec_hook.
+            plain = _custom_types(msgspec.inspect.type_info(annotation))
+            if not plain:
+                return "msgspec"
         except TypeError:
             pass  # e.g. a union of dataclasses: pydantic can discriminate it
     try:
@@ -138,8 +159,32 @@ def _backend_for(annotation: Any) -> str:
             "pip install 'tether[msgspec]' or 'tether[pydantic]'"
         ) from None
     except Exception as exc:
+        if plain:
+            raise TypeError(
+                f"no installed library can validate messages into {plain[0].__qualname__}, "
+                "a plain class; make it a dataclass, TypedDict, msgspec Struct or pydantic model"
+            ) from exc
         raise TypeError(f"cannot validate messages into {annotation!r}: {exc}") from exc
     return "pydantic"
+
+
+def _custom_types(info: Any, seen: set[int] | None = None) -> list[type]:
+    """The classes in a msgspec type description that msgspec cannot decode by itself."""
+    seen = set() if seen is None else seen
+    if id(info) in seen:  # a recursive type
+        return []
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.CustomType):
+        return [info.cls]
+    found = []
+    for name in getattr(info, "__struct_fields__", ()):
+        value = getattr(info, name)
+        for part in value if isinstance(value, tuple) else (value,):
+            if isinstance(part, msgspec.inspect.Field):
+                part = part.type
+            if isinstance(part, msgspec.inspect.Type):
+                found += _custom_types(part, seen)
+    return found
 
 
 def _is_pydantic(tp: Any) -> bool:
