@@ -122,18 +122,9 @@ def compile_converter(annotation: Any) -> Callable[[Any], Any]:
 
 def _filling(decode: Callable[[Any], Any], annotation: Any) -> Callable[[Any], Any]:
     """`decode`, then the dataclass defaults msgspec left out put back (see dataclass_defaults)."""
-    from tether.controllers.dataclass_defaults import default_filler
+    from tether.controllers.dataclass_defaults import whole
 
-    fill = default_filler(annotation)
-    if fill is None:
-        return decode
-
-    def decode_whole(raw: Any) -> Any:
-        value = decode(raw)
-        fill(value)
-        return value
-
-    return decode_whole
+    return whole(decode, annotation)
 
 
 def _backend_for(annotation: Any) -> str:

@@ -19,9 +19,37 @@ import msgspec.inspect as types
 Filler = Callable[[Any], None]
 
 
-def default_filler(annotation: Any) -> Filler | None:
-    """What completes the dataclasses in a value decoded into `annotation` (None: nothing to do)."""
-    return _filler(types.type_info(annotation), {})
+def whole(decode: Callable[[Any], Any], annotation: Any) -> Callable[[Any], Any]:
+    """`decode` (msgspec's, into `annotation`), then every dataclass in the value made whole.
+
+    Returns `decode` itself when no dataclass in `annotation` has a plain default.
+    """
+    info = types.type_info(annotation)
+    fill = _filler(info, {})
+    if fill is None:
+        return decode
+    if isinstance(info, types.DataclassType) and not _inner(info, {}):
+        # The common shape, a flat dataclass: no call per message beyond msgspec's.
+        defaults = _defaults(info)
+        complete = len(info.fields)
+
+        def decode_flat(raw: Any) -> Any:
+            value = decode(raw)
+            own = value.__dict__
+            if len(own) < complete:  # the message left a field out
+                for name, default in defaults:
+                    if name not in own:
+                        own[name] = default  # the object the constructor would share too
+            return value
+
+        return decode_flat
+
+    def decode_whole(raw: Any) -> Any:
+        value = decode(raw)
+        fill(value)
+        return value
+
+    return decode_whole
 
 
 def _filler(info: Any, memo: dict[int, list[Filler | None]]) -> Filler | None:
@@ -54,15 +82,23 @@ def _build(info: Any, memo: dict[int, list[Filler | None]]) -> Filler | None:
     return None
 
 
+def _defaults(info: Any) -> tuple[tuple[str, Any], ...]:
+    """The fields msgspec leaves out of a decoded instance when the message does."""
+    if not isinstance(info, types.DataclassType) or "__slots__" in vars(info.cls):
+        return ()  # a Struct, a TypedDict or a slotted dataclass gets every field set
+    # Fields with a default factory are set by msgspec; plain defaults are not.
+    return tuple((f.name, f.default) for f in info.fields if f.default is not msgspec.NODEFAULT)
+
+
+def _inner(info: Any, memo: dict[int, list[Filler | None]]) -> tuple[tuple[str, Filler], ...]:
+    """The fields whose values hold dataclasses to fill in turn."""
+    return tuple((f.name, sub) for f in info.fields if (sub := _filler(f.type, memo)) is not None)
+
+
 def _record_filler(info: Any, memo: dict[int, list[Filler | None]]) -> Filler | None:
     cls = info.cls
-    defaults: tuple[tuple[str, Any], ...] = ()
-    if isinstance(info, types.DataclassType) and "__slots__" not in vars(cls):
-        # Fields with a default factory are set by msgspec; plain defaults are not.
-        defaults = tuple(
-            (f.name, f.default) for f in info.fields if f.default is not msgspec.NODEFAULT
-        )
-    inner = tuple((f.name, sub) for f in info.fields if (sub := _filler(f.type, memo)) is not None)
+    defaults = _defaults(info)
+    inner = _inner(info, memo)
     if not defaults and not inner:
         return None
     if isinstance(info, types.TypedDictType):
@@ -75,14 +111,17 @@ def _record_filler(info: Any, memo: dict[int, list[Filler | None]]) -> Filler | 
 
         return fill_dict
 
+    complete = len(info.fields)
+
     def fill(value: Any) -> None:
         if type(value) is not cls:  # another alternative of a union
             return
         if defaults:
             own = value.__dict__
-            for name, default in defaults:
-                if name not in own:
-                    own[name] = default  # the object the constructor would share too
+            if len(own) < complete:  # the message left some field out
+                for name, default in defaults:
+                    if name not in own:
+                        own[name] = default
         for name, sub in inner:
             sub(getattr(value, name))
 
