@@ -11,13 +11,34 @@ from typing import NamedTuple
 
 from starlette import status
 
+__all__ = [
+    "ABNORMAL_CLOSURE",
+    "CLOSE_CODES",
+    "GOING_AWAY",
+    "INTERNAL_ERROR",
+    "INVALID_PAYLOAD",
+    "MESSAGE_TOO_BIG",
+    "NORMAL_CLOSURE",
+    "NO_STATUS",
+    "POLICY_VIOLATION",
+    "SERVICE_RESTART",
+    "TRY_AGAIN_LATER",
+    "UNSUPPORTED_DATA",
+    "CloseCode",
+]
+
 
 class CloseCode(NamedTuple):
-    """One row of the table: the number, its RFC name, and when tether uses it."""
+    """One row of the table: the number, its name, when tether uses it, and who sends it.
+
+    `sent` is False for the codes tether never sends itself but passes to
+    `on_disconnect` as the server reported them (1005, 1006, 1012).
+    """
 
     code: int
     name: str
     meaning: str
+    sent: bool = True
 
 
 NORMAL_CLOSURE = status.WS_1000_NORMAL_CLOSURE
@@ -36,12 +57,12 @@ CLOSE_CODES: tuple[CloseCode, ...] = (
     CloseCode(NORMAL_CLOSURE, "Normal closure", "`websocket.close()` with no code"),
     CloseCode(GOING_AWAY, "Going away", "idle timeout, or the server is shutting down"),
     CloseCode(UNSUPPORTED_DATA, "Unsupported data", "a frame of the wrong kind, an unknown event"),
-    CloseCode(NO_STATUS, "No status received", "reported: the client's close had no code"),
-    CloseCode(ABNORMAL_CLOSURE, "Abnormal closure", "reported: the connection dropped"),
+    CloseCode(NO_STATUS, "No status received", "the client's close had no code", sent=False),
+    CloseCode(ABNORMAL_CLOSURE, "Abnormal closure", "the connection dropped", sent=False),
     CloseCode(INVALID_PAYLOAD, "Invalid payload", "malformed JSON, or a failed validation"),
     CloseCode(POLICY_VIOLATION, "Policy violation", "a refused handshake, or a rate limit"),
     CloseCode(MESSAGE_TOO_BIG, "Message too big", "a message over `max_message_size`"),
     CloseCode(INTERNAL_ERROR, "Internal error", "an unhandled exception in a hook"),
-    CloseCode(SERVICE_RESTART, "Service restart", "reported: the server restarts (uvicorn)"),
+    CloseCode(SERVICE_RESTART, "Service restart", "the server restarts (uvicorn)", sent=False),
     CloseCode(TRY_AGAIN_LATER, "Try again later", "the outbound queue overflowed"),
 )

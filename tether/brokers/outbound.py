@@ -15,12 +15,11 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketState
 
 from tether.brokers._eager import Resume, start_send
+from tether.close_codes import TRY_AGAIN_LATER
 
-__all__ = ["CLOSE_TRY_AGAIN_LATER", "OutboundQueue"]
+__all__ = ["OutboundQueue"]
 
-CLOSE_TRY_AGAIN_LATER = 1013
-"""Close code sent when the `"close"` policy gives up on a slow client."""
-OVERFLOWED = "outbound queue full"  # that close's reason
+OVERFLOWED = "outbound queue full"  # the reason of the close the `"close"` policy sends
 
 OverflowPolicy = Literal["drop_oldest", "close"]
 CONNECTED = WebSocketState.CONNECTED
@@ -239,10 +238,10 @@ class OutboundQueue:
         websocket = self._websocket
         if websocket is None:
             await self._send(
-                {"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": OVERFLOWED}
+                {"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": OVERFLOWED}
             )
         elif websocket.application_state is CONNECTED:  # through its state machine
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, OVERFLOWED)
+            await websocket.close(TRY_AGAIN_LATER, OVERFLOWED)
 
     def _wake(self) -> None:
         self._waiting = False

@@ -16,8 +16,12 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from tether.close_codes import INVALID_PAYLOAD, UNSUPPORTED_DATA
 from tether.di.conversion import unwrap_annotated
-from tether.frames import encode_frame, loads
+
+# Re-exported under its old name for controller.py, which still imports it from here.
+from tether.frames import encode_frame as encode_reply  # noqa: F401
+from tether.frames import loads
 
 try:
     import msgspec
@@ -28,10 +32,6 @@ Message = dict[str, Any]
 Decoder = Callable[[Message], Any]
 
 ENCODINGS = ("text", "bytes", "json", None)
-
-# Close codes a decoder reports.
-UNSUPPORTED_DATA = 1003
-INVALID_PAYLOAD = 1007
 
 
 class DecodeError(Exception):
@@ -47,11 +47,6 @@ class DecodeError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-def encode_reply(value: Any) -> Message:
-    """The ASGI message for a hook's return value (see `tether.frames.encode_frame`)."""
-    return encode_frame(value)
 
 
 # -- decoding ---------------------------------------------------------------------

@@ -18,10 +18,10 @@ from typing import Any
 
 import anyio
 
+from tether.close_codes import GOING_AWAY
 from tether.controllers.errors import close_quietly
 from tether.controllers.websocket import WebSocket
 
-GOING_AWAY = 1001
 GRACE_SECONDS = 5.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
