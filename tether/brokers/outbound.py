@@ -14,6 +14,7 @@ from typing import Any, Literal
 import anyio
 from starlette.websockets import WebSocket, WebSocketState
 
+from tether._running_loop import running_asyncio_loop
 from tether.brokers._eager import Resume, start_send
 from tether.close_codes import TRY_AGAIN_LATER
 
@@ -193,7 +194,7 @@ class OutboundQueue:
         # Under asyncio a bare future is the cheapest wake-up (about a third of
         # an anyio Event's cost); a fan-out pays it once per member whose send
         # could not start at once (see deliver).
-        loop = _running_asyncio_loop()
+        loop = running_asyncio_loop()
         if loop is not None:
             self._loop, self._task = loop, asyncio.current_task()
             self._context = contextvars.copy_context()
@@ -261,14 +262,6 @@ def _release(waiter: asyncio.Future[None] | anyio.Event | None) -> None:
             waiter.set_result(None)
     elif waiter is not None:
         waiter.set()
-
-
-def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or None under another backend (trio)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _threadsafe_caller(callback: Callable[[], None]) -> Callable[[], None]:

@@ -59,7 +59,6 @@ class HookPlan:
         "per_call",
         "resolve_per_call",
         "resolve_static",
-        "returns",
         "static",
     )
 
@@ -82,7 +81,6 @@ class HookPlan:
         self.checks = tuple(_request_values(varying))
         self.decode: Callable[[dict[str, Any]], Any] | None = None
         self.convert: Callable[[Any], Any] | None = None
-        self.returns: Any = inspect.signature(func).return_annotation
 
 
 class ControllerPlan:

@@ -115,7 +115,7 @@ def compile_converter(annotation: Any) -> Callable[[Any], Any]:
 
 
 def _backend_for(annotation: Any) -> str:
-    if _mentions(annotation, _is_pydantic):
+    if mentions_pydantic(annotation):
         return "pydantic"
     if msgspec is not None:
         try:
@@ -137,25 +137,29 @@ def _backend_for(annotation: Any) -> str:
     return "pydantic"
 
 
-def _is_pydantic(tp: Any) -> bool:
-    module = type(tp).__module__ if not isinstance(tp, type) else tp.__module__
-    if module.startswith("pydantic"):
-        return True
-    return isinstance(tp, type) and any(c.__module__.startswith("pydantic") for c in tp.__mro__[1:])
+def mentions_pydantic(annotation: Any, depth: int = 0) -> bool:
+    """Whether pydantic must handle `annotation`: it is, holds or is annotated with pydantic's.
 
-
-def _mentions(annotation: Any, predicate: Callable[[Any], bool], depth: int = 0) -> bool:
+    True for a pydantic model (or a subclass of one) anywhere in the type,
+    its arguments or its `Annotated` metadata (a `Field(...)`, say): such
+    types are validated, and described in AsyncAPI, by pydantic.
+    """
     if depth > 8:
         return False
-    if predicate(annotation):
+    target = annotation if isinstance(annotation, type) else type(annotation)
+    if any(_from_pydantic(cls.__module__) for cls in target.__mro__):
         return True
-    return any(_mentions(arg, predicate, depth + 1) for arg in _parts(annotation))
-
-
-def _parts(annotation: Any) -> tuple[Any, ...]:
     if typing.get_origin(annotation) is typing.Annotated:
-        return (*getattr(annotation, "__metadata__", ()), annotation.__origin__)
-    return typing.get_args(annotation)
+        parts = (annotation.__origin__, *annotation.__metadata__)
+    else:
+        parts = typing.get_args(annotation)
+    return any(mentions_pydantic(part, depth + 1) for part in parts)
+
+
+def _from_pydantic(module: str) -> bool:
+    # pydantic itself and its own packages (pydantic_core, pydantic_extra_types, ...).
+    package = module.partition(".")[0]
+    return package == "pydantic" or package.startswith("pydantic_")
 
 
 def _identity(value: Any) -> Any:
