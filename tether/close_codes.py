@@ -42,16 +42,27 @@ class CloseCode(NamedTuple):
 
 
 NORMAL_CLOSURE = status.WS_1000_NORMAL_CLOSURE
+"""1000: a close with no code of its own (`websocket.close()`)."""
 GOING_AWAY = status.WS_1001_GOING_AWAY
+"""1001: `idle_timeout` passed, or the server is shutting down."""
 UNSUPPORTED_DATA = status.WS_1003_UNSUPPORTED_DATA
+"""1003: a frame of the wrong kind for `encoding`, or an event with no handler."""
 NO_STATUS = status.WS_1005_NO_STATUS_RCVD
+"""1005, reported only: the client's close frame carried no code."""
 ABNORMAL_CLOSURE = status.WS_1006_ABNORMAL_CLOSURE
+"""1006, reported only: the connection dropped without a close frame."""
 INVALID_PAYLOAD = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+"""1007: malformed JSON, or a message that fails validation."""
 POLICY_VIOLATION = status.WS_1008_POLICY_VIOLATION
+"""1008: a refused handshake (HTTP 403), or `rate_limit` exceeded."""
 MESSAGE_TOO_BIG = status.WS_1009_MESSAGE_TOO_BIG
+"""1009: a message larger than `max_message_size`."""
 INTERNAL_ERROR = status.WS_1011_INTERNAL_ERROR
+"""1011: an unhandled exception in a hook or a dependency."""
 SERVICE_RESTART = status.WS_1012_SERVICE_RESTART
+"""1012, reported only: the server (uvicorn) closed at shutdown."""
 TRY_AGAIN_LATER = status.WS_1013_TRY_AGAIN_LATER
+"""1013: the outbound queue overflowed under `outbound_policy = "close"`."""
 
 CLOSE_CODES: tuple[CloseCode, ...] = (
     CloseCode(NORMAL_CLOSURE, "Normal closure", "`websocket.close()` with no code"),
@@ -66,3 +77,4 @@ CLOSE_CODES: tuple[CloseCode, ...] = (
     CloseCode(SERVICE_RESTART, "Service restart", "the server restarts (uvicorn)", sent=False),
     CloseCode(TRY_AGAIN_LATER, "Try again later", "the outbound queue overflowed"),
 )
+"""Every code above, as `CloseCode` rows in numeric order."""

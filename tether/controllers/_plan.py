@@ -56,6 +56,7 @@ class HookPlan:
         "func",
         "is_async",
         "name",
+        "params",
         "per_call",
         "resolve_per_call",
         "resolve_static",
@@ -66,7 +67,7 @@ class HookPlan:
         self.func = func
         self.name = name
         self.is_async = inspect.iscoroutinefunction(func)
-        params = plan.params
+        params = self.params = plan.params  # every parameter, in signature order
         self.static: tuple[Param, ...] = tuple(p for p in params if p.level < MESSAGE)
         varying = tuple(p for p in params if p.level == MESSAGE)
         self.data_name = "data" if any(p.name == "data" for p in varying) else None

@@ -32,7 +32,13 @@ _MISS = object()
 
 
 class ScopeState:
-    """The values resolved in one scope instance, and their teardowns."""
+    """The values resolved in one scope instance, and their teardowns.
+
+    Make one per connection (and one per hook call for message-scoped
+    dependencies), pass it in a `Context`, and `await state.aclose()` when
+    the scope ends. App-scoped values live in one process-wide state that
+    `tether.lifespan` tears down.
+    """
 
     __slots__ = ("cache", "exits")
 
@@ -83,7 +89,14 @@ app_scope = ScopeState()
 
 
 class Context:
-    """What a resolution can draw on: the connection and the open scopes."""
+    """What a resolution can draw on: the connection and the open scopes.
+
+    `Context(websocket, connection)` gives `solve` the websocket whose scope
+    the query, header, cookie and path values are read from, and the
+    `ScopeState` of connection-scoped dependencies. Set `message` to a
+    `ScopeState` to resolve message-scoped ones, and `data`, `close_code`
+    and `close_reason` for the parameters of those names.
+    """
 
     __slots__ = (
         "close_code",
