@@ -22,7 +22,7 @@ import typing
 import uuid
 from typing import Any, Literal, Union
 
-from tether.controllers.codecs import mentions_pydantic
+from tether.controllers.codecs import UNTYPED, mentions_pydantic
 from tether.di.conversion import strip_optional, unwrap_annotated
 
 REF_PREFIX = "#/components/schemas/"
@@ -44,7 +44,6 @@ _SIMPLE: dict[Any, dict[str, Any]] = {
     datetime.date: {"type": "string", "format": "date"},
     datetime.time: {"type": "string", "format": "time"},
 }
-UNTYPED = (inspect.Parameter.empty, Any, object)
 
 
 def component_name(name: str) -> str:

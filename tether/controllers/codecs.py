@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tether.close_codes import INVALID_PAYLOAD, UNSUPPORTED_DATA
-from tether.di.conversion import unwrap_annotated
+from tether.di.conversion import identity, unwrap_annotated
 
 # Re-exported under its old name for controller.py, which still imports it from here.
 from tether.frames import encode_frame as encode_reply  # noqa: F401
@@ -51,7 +51,8 @@ class DecodeError(Exception):
 
 # -- decoding ---------------------------------------------------------------------
 
-_RAW = (inspect.Parameter.empty, Any, object)
+UNTYPED = (inspect.Parameter.empty, Any, object)
+"""Annotations that say nothing about a value: it is taken as it comes."""
 
 
 def compile_decoder(encoding: str | None, annotation: Any) -> Decoder:
@@ -69,7 +70,7 @@ def compile_decoder(encoding: str | None, annotation: Any) -> Decoder:
         frame = _bytes_frame
     else:
         frame = _any_frame
-    if base in _RAW or base is str or base is bytes or _is_str_or_bytes(base):
+    if base in UNTYPED or base is str or base is bytes or _is_str_or_bytes(base):
         if encoding == "json":
             return _parsing(frame, loads)
         return frame
@@ -101,12 +102,12 @@ def compile_validator(annotation: Any) -> Callable[[str | bytes], Any]:
 def compile_converter(annotation: Any) -> Callable[[Any], Any]:
     """Validate an already-parsed JSON value into `annotation` (for `@on` handlers)."""
     if annotation is inspect.Parameter.empty:
-        return _identity
+        return identity
     base = unwrap_annotated(annotation)[0]
-    if base in _RAW:
-        return _identity
+    if base in UNTYPED:
+        return identity
     if base in (dict, list, str, int, float, bool):
-        return _checking(_identity, base)
+        return _checking(identity, base)
     if _backend_for(annotation) == "msgspec":
         return lambda value: msgspec.convert(value, annotation)
     from pydantic import TypeAdapter
@@ -160,10 +161,6 @@ def _from_pydantic(module: str) -> bool:
     # pydantic itself and its own packages (pydantic_core, pydantic_extra_types, ...).
     package = module.partition(".")[0]
     return package == "pydantic" or package.startswith("pydantic_")
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def _checking(parse: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:

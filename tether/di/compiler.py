@@ -109,7 +109,7 @@ class CallPlan:
         self.call = call
         self.kind = kind
         self.params = params
-        self.name = getattr(call, "__qualname__", None) or repr(call)
+        self.name = name_of(call)
         self.level = max((p.level for p in params), default=APP)
         self.needs: frozenset[str] = frozenset().union(
             *(
@@ -140,7 +140,7 @@ def compile_dependency(call: Callable[..., Any], stack: tuple[Any, ...] = ()) ->
     """
     plan = _plans.get(call)
     if plan is None:
-        plan = _plans[call] = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
+        plan = _plans[call] = _compile(call, name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
     return plan
 
 
@@ -259,7 +259,7 @@ def _marker_of(default: Any, meta: tuple[Any, ...], at: str) -> tuple[Marker | N
 def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Dependency:
     call = marker.dependency
     if call in stack:
-        cycle = " -> ".join(_name_of(c) for c in (*stack[stack.index(call) :], call))
+        cycle = " -> ".join(name_of(c) for c in (*stack[stack.index(call) :], call))
         raise ConfigurationError(f"{at}: dependency cycle {cycle}.")
     try:
         plan = compile_dependency(call, stack)
@@ -405,7 +405,8 @@ def _kind_of(call: Any) -> int:
     return FUNCTION
 
 
-def _name_of(call: Any) -> str:
+def name_of(call: Any) -> str:
+    """How errors and logs name a callable (or a generator): its qualified name."""
     return getattr(call, "__qualname__", None) or repr(call)
 
 

@@ -24,6 +24,7 @@ from tether.di.compiler import (
     Dependency,
     Param,
     compile_dependency,
+    name_of,
 )
 
 logger = logging.getLogger("tether")
@@ -74,14 +75,10 @@ class ScopeState:
                     continue
                 if not isinstance(raised, Exception):
                     raise
-                logger.exception("teardown of dependency %s raised", _gen_name(gen))
+                logger.exception("teardown of dependency %s raised", name_of(gen))
                 continue
-            logger.error("dependency %s yielded more than once; closing it", _gen_name(gen))
+            logger.error("dependency %s yielded more than once; closing it", name_of(gen))
             await gen.aclose() if is_async else gen.close()
-
-
-def _gen_name(gen: Any) -> str:
-    return getattr(gen, "__qualname__", None) or repr(gen)
 
 
 # The process-wide scope of `scope="app"` dependencies.
