@@ -188,11 +188,11 @@ def test_a_class_without_hooks_has_none() -> None:
 
 def test_the_description_is_read_only() -> None:
     info = describe_controller(Room)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         info.encoding = "text"  # type: ignore[misc]
     with pytest.raises(TypeError):
         info.events["other"] = info.events["join"]  # type: ignore[index]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         info.on_receive.parameters[0].default = None  # type: ignore[misc]
 
 

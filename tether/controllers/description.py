@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tether.controllers._plan import HookPlan
 from tether.controllers.controller import WebSocketController
@@ -33,8 +32,7 @@ ParameterSource = Literal["reserved", "query", "header", "cookie", "path", "depe
 """Where a parameter's value comes from (see [Parameters](../parameters.md))."""
 
 
-@dataclass(frozen=True)
-class DependencyInfo:
+class DependencyInfo(NamedTuple):
     """A `Provide(call, scope=..., use_cache=...)` and the parameters of `call`."""
 
     call: Callable[..., Any]
@@ -43,8 +41,7 @@ class DependencyInfo:
     parameters: tuple[ParameterInfo, ...]
 
 
-@dataclass(frozen=True)
-class ParameterInfo:
+class ParameterInfo(NamedTuple):
     """One parameter of a hook, a permission or a dependency.
 
     Attributes:
@@ -76,8 +73,7 @@ class ParameterInfo:
         return self.default is inspect.Parameter.empty
 
 
-@dataclass(frozen=True)
-class HookInfo:
+class HookInfo(NamedTuple):
     """A hook (`on_connect`, `on_receive`, `on_disconnect`), an `@on` handler or a permission.
 
     Attributes:
@@ -99,8 +95,7 @@ class HookInfo:
         return next((p for p in self.parameters if p.name == "data"), None)
 
 
-@dataclass(frozen=True)
-class ControllerInfo:
+class ControllerInfo(NamedTuple):
     """What `describe_controller` returns: everything a controller class declares.
 
     Attributes:
