@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from starlette import status
@@ -9,7 +10,11 @@ from starlette import status
 import tether.close_codes
 from tether.close_codes import CLOSE_CODES, CloseCode
 
-ERRORS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+ROOT = Path(__file__).resolve().parents[1]
+ERRORS_PAGE = ROOT / "docs" / "errors.md"
+PACKAGE = ROOT / "tether"
+# Their owners are moving them to tether.close_codes; drop each once it has no literal left.
+NOT_YET_CONVERTED = {"controllers/controller.py", "testing.py"}
 SECTION = "## Every close code tether sends"
 
 
@@ -68,3 +73,16 @@ def test_the_page_parser_reads_a_table_row_by_row() -> None:
         "| 1 | not this section |\n"
     )
     assert code_tables(page) == [{1000: "Normal closure"}, {1006: "Abnormal closure"}]
+
+
+def test_no_module_writes_a_close_code_as_a_number() -> None:
+    numbers = {row.code for row in CLOSE_CODES}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(PACKAGE).as_posix()
+        if where == "close_codes.py" or where in NOT_YET_CONVERTED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and type(node.value) is int and node.value in numbers:
+                found.append(f"{where}:{node.lineno}: {node.value}")
+    assert found == [], "use the constants of tether.close_codes"
