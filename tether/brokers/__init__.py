@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from tether.brokers.base import Broker, Member
 from tether.brokers.memory import MemoryBroker
-from tether.brokers.outbound import CLOSE_TRY_AGAIN_LATER, OutboundQueue
+from tether.brokers.outbound import OutboundQueue
 from tether.frames import encode_frame
 
 if TYPE_CHECKING:
     from tether.brokers.redis import RedisBroker
 
 __all__ = [
-    "CLOSE_TRY_AGAIN_LATER",
     "Broker",
     "Member",
     "MemoryBroker",

@@ -74,10 +74,10 @@ class HookPlan:
         "func",
         "is_async",
         "name",
+        "params",
         "per_call",
         "resolve_per_call",
         "resolve_static",
-        "returns",
         "static",
     )
 
@@ -85,7 +85,7 @@ class HookPlan:
         self.func = func
         self.name = name
         self.is_async = inspect.iscoroutinefunction(func)
-        params = plan.params
+        params = self.params = plan.params  # every parameter, in signature order
         self.static: tuple[Param, ...] = tuple(p for p in params if p.level < MESSAGE)
         varying = tuple(p for p in params if p.level == MESSAGE)
         self.data_name = "data" if any(p.name == "data" for p in varying) else None
@@ -100,7 +100,6 @@ class HookPlan:
         self.checks = tuple(_request_values(varying))
         self.decode: Callable[[dict[str, Any]], Any] | None = None
         self.convert: Callable[[Any], Any] | None = None
-        self.returns: Any = inspect.signature(func).return_annotation
 
 
 class ControllerPlan:
@@ -252,7 +251,7 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
 def _refuse_unknown_hook(owner: str, attr: str, func: Any) -> None:
     """A misspelled hook would never be called: refuse it, naming the hook it likely meant."""
     if not callable(func):
-        return  # a constant such as `on_error_code = 1011` is not a hook
+        return  # a constant such as `on_error_reason = "oops"` is not a hook
     meant = _PEER_HOOK_NAMES.get(attr) or next(
         iter(difflib.get_close_matches(attr, HOOK_NAMES, n=1)), None
     )

@@ -85,9 +85,17 @@ class ParameterError(Exception):
 
 
 class Param:
-    """One parameter of a plan: its name, level and how to get its value."""
+    """One parameter of a plan: its name, level and how to get its value.
 
-    __slots__ = ("dependency", "get", "level", "name")
+    `source`, `key` and `default` only describe it (for
+    `tether.controllers.describe_controller`): where the value comes from
+    (`"reserved"`, `"query"`, `"header"`, `"cookie"`, `"path"` or
+    `"dependency"`), its name there (a header's in lowercase), and what a
+    missing value becomes (`inspect.Parameter.empty`: the connection is refused).
+    Resolving reads only `get` and `dependency`.
+    """
+
+    __slots__ = ("default", "dependency", "get", "key", "level", "name", "source")
 
     def __init__(
         self,
@@ -95,15 +103,26 @@ class Param:
         level: int,
         get: Callable[[Any], Any] | None = None,
         dependency: Dependency | None = None,
+        *,
+        source: str = "reserved",
+        key: str | None = None,
+        default: Any = inspect.Parameter.empty,
     ) -> None:
         self.name = name
         self.level = level
         self.get = get
         self.dependency = dependency
+        self.source = source
+        self.key = key
+        self.default = default
 
 
 class CallPlan:
-    """How to call one callable: its kind and the plan of each parameter."""
+    """How to call one callable: its kind and the plan of each parameter.
+
+    What `compile_dependency` returns; pass its `params` to `solve`, and
+    call `call` with the result.
+    """
 
     __slots__ = ("call", "kind", "level", "name", "needs", "params")
 
@@ -111,7 +130,7 @@ class CallPlan:
         self.call = call
         self.kind = kind
         self.params = params
-        self.name = getattr(call, "__qualname__", None) or repr(call)
+        self.name = name_of(call)
         self.level = max((p.level for p in params), default=APP)
         self.needs: frozenset[str] = frozenset().union(
             *(
@@ -142,7 +161,7 @@ def compile_dependency(call: Callable[..., Any], stack: tuple[Any, ...] = ()) ->
     """
     plan = _plans.get(call)
     if plan is None:
-        plan = _plans[call] = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
+        plan = _plans[call] = _compile(call, name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
     return plan
 
 
@@ -217,14 +236,26 @@ def _compile_param(
                 f"{at}: {name!r} is not available here; it is passed to "
                 f"{_where_reserved(name)} only."
             )
-        return Param(name, RESERVED[name], _RESERVED_GETTERS[name])
+        return Param(name, RESERVED[name], _RESERVED_GETTERS[name], key=name)
     if isinstance(base, type) and issubclass(base, StarletteWebSocket):
-        return Param(name, CONNECTION, _RESERVED_GETTERS["websocket"])
+        return Param(name, CONNECTION, _RESERVED_GETTERS["websocket"], key="websocket")
     if isinstance(marker, Provide):
         dependency = _compile_provide(marker, at, stack)
-        return Param(name, LEVELS[marker.scope], dependency=dependency)
+        return Param(name, LEVELS[marker.scope], dependency=dependency, source="dependency")
     if marker is not None:
-        return Param(name, CONNECTION, _request_getter(marker, name, base, default, at))
+        assert isinstance(marker, (Query, Header, Cookie))
+        if marker.default is not Required:
+            default = marker.default
+        key = marker.alias or name
+        if isinstance(marker, Header) and marker.alias is None:
+            key = name.replace("_", "-")
+        getter = _request_getter(marker, key, base, default, at)
+        if isinstance(marker, Header):
+            return Param(
+                name, CONNECTION, getter, source="header", key=key.lower(), default=default
+            )
+        source = "cookie" if isinstance(marker, Cookie) else "query"
+        return Param(name, CONNECTION, getter, source=source, key=key, default=default)
     meant = LIKELY_MEANT.get(name)
     if meant not in allowed:
         meant = None
@@ -258,7 +289,7 @@ def _marker_of(default: Any, meta: tuple[Any, ...], at: str) -> tuple[Marker | N
 def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Dependency:
     call = marker.dependency
     if call in stack:
-        cycle = " -> ".join(_name_of(c) for c in (*stack[stack.index(call) :], call))
+        cycle = " -> ".join(name_of(c) for c in (*stack[stack.index(call) :], call))
         raise ConfigurationError(f"{at}: dependency cycle {cycle}.")
     try:
         plan = compile_dependency(call, stack)
@@ -276,15 +307,11 @@ def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Depend
     return Dependency(plan, level, marker.use_cache)
 
 
-def _request_getter(marker: Marker, name: str, base: Any, default: Any, at: str) -> Callable:
+def _request_getter(marker: Marker, key: str, base: Any, default: Any, at: str) -> Callable:
+    """The getter of a query, header or cookie value named `key` (empty `default`: required)."""
     assert isinstance(marker, (Query, Header, Cookie))
-    if marker.default is not Required:
-        default = marker.default
-    elif default is inspect.Parameter.empty:
+    if default is inspect.Parameter.empty:
         default = Required
-    key = marker.alias or name
-    if isinstance(marker, Header) and marker.alias is None:
-        key = name.replace("_", "-")
     many = is_list_annotation(base)
     if many and isinstance(marker, Cookie):
         raise ConfigurationError(f"{at}: a cookie has one value; drop the list annotation.")
@@ -376,7 +403,9 @@ def _path_or_default(
     hint = f"; did you mean {meant!r}?" if meant else ""
     getter = _converting(lookup, convert, fallback, f"path parameter {name!r}", hint)
     # Without a default the value can only come from a connection's route.
-    return Param(name, CONNECTION if required else APP, getter)
+    return Param(
+        name, CONNECTION if required else APP, getter, source="path", key=name, default=default
+    )
 
 
 _EMPTY: Mapping[str, Any] = {}
@@ -450,7 +479,8 @@ def _kind_of(call: Any) -> int:
     return FUNCTION
 
 
-def _name_of(call: Any) -> str:
+def name_of(call: Any) -> str:
+    """How errors and logs name a callable (or a generator): its qualified name."""
     return getattr(call, "__qualname__", None) or repr(call)
 
 
