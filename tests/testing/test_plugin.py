@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -36,3 +38,13 @@ def test_the_redis_server_fixture(redis_server: Any) -> None:
         assert connection.ping() is True
     finally:
         connection.close()
+
+
+def test_importing_tether_testing_does_not_import_pytest() -> None:
+    # Only pytest loads the plugin (the pytest11 entry point), so an app's own
+    # scripts can use the client without pytest installed.
+    code = "import sys, tether.testing; print('pytest' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -7,14 +7,18 @@ test measures one.
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import pytest
 import sniffio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from testing_apps import echo_app
 
+from tether import Query, WebSocketController
 from tether.testing import (
     ClientDisconnected,
     HandshakeRejected,
@@ -123,6 +127,96 @@ async def test_an_app_that_never_answers_the_handshake_times_out() -> None:
                 pass
 
 
+async def test_a_refusal_says_why_the_app_refused() -> None:
+    class Room(WebSocketController):
+        async def on_connect(self, token: int = Query()) -> None:
+            pass
+
+    with pytest.raises(HandshakeRejected) as refused:
+        async with connect(Room, "/ws?token=abc"):
+            pass
+    # A real server only answers 403; the test client shows the ParameterError text
+    assert refused.value.status == 403
+    assert refused.value.close_code == 1008
+    assert refused.value.reason.startswith("query parameter 'token'")
+    assert str(refused.value).startswith(
+        "the app refused the WebSocket handshake: query parameter 'token'"
+    )
+    assert "query parameter 'token'" in repr(refused.value)  # what pytest and logs show
+
+
+async def test_a_refusal_without_a_reason_says_so() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.close", "code": 1000})
+
+    with pytest.raises(HandshakeRejected, match="giving no reason") as refused:
+        async with connect(app):
+            pass
+    assert "HTTP 403" in str(refused.value)
+
+
+async def test_a_denial_response_shows_its_body() -> None:
+    detail = "token required: " + "x" * 200  # longer than a line, still shown whole
+
+    class Guarded(WebSocketController):
+        async def on_connect(self) -> None:
+            raise HTTPException(401, detail)
+
+    with pytest.raises(HandshakeRejected) as refused:
+        async with connect(Guarded, "/ws"):
+            pass
+    assert refused.value.status == 401
+    assert str(refused.value) == f"the app refused the WebSocket handshake with HTTP 401: {detail}"
+
+
+async def test_without_the_denial_extension_an_app_refuses_by_closing() -> None:
+    class Guarded(WebSocketController):
+        async def on_connect(self) -> None:
+            raise HTTPException(401, "who are you")
+
+    with pytest.raises(HandshakeRejected) as refused:
+        async with connect(Guarded, "/ws", extensions={}) as ws:
+            pytest.fail(f"refused, not {ws}")
+    assert (refused.value.status, refused.value.close_code) == (403, 1008)
+    assert refused.value.reason == "who are you"
+
+
+async def test_the_client_can_leave_before_the_app_answers() -> None:
+    events: list[object] = []
+    decided = anyio.Event()
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await decided.wait()  # a slow on_connect: a database, a remote check
+        await send({"type": "websocket.accept"})  # succeeds, as on a server
+        events.append(await receive())
+
+    async with connect(slow, wait_for_handshake=False) as ws:
+        with pytest.raises(ReceiveTimeout, match="has not answered the handshake yet"):
+            await ws.handshake(timeout=0)
+        await ws.close(4000, wait=False)  # no WebSocket yet: the client can only drop
+        decided.set()
+    assert events == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+
+
+async def test_the_first_receive_waits_for_the_handshake() -> None:
+    async with connect(echo_app, wait_for_handshake=False) as ws:
+        await ws.send_text("queued before the answer")
+        assert await ws.receive_text() == "queued before the answer"
+        await ws.handshake()  # already answered: returns at once
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.close", "code": 1008, "reason": "no"})
+
+    async with connect(refuse, wait_for_handshake=False) as ws:
+        with pytest.raises(HandshakeRejected, match="no"):
+            await ws.receive_text()
+        with pytest.raises(HandshakeRejected):  # the same answer, every time
+            await ws.handshake()
+
+
 # --------------------------------------------------------------------------- closing
 
 
@@ -223,6 +317,56 @@ async def test_sending_after_the_client_left_raises_oserror_in_the_app(app: Star
     assert isinstance(errors[0], ClientDisconnected)
 
 
+async def test_close_without_waiting_returns_at_once() -> None:
+    finished = anyio.Event()
+    allowed = anyio.Event()
+
+    async def slow_teardown(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+        await allowed.wait()
+        finished.set()
+
+    async with connect(slow_teardown) as ws:
+        await ws.close(wait=False)
+        assert not finished.is_set()
+        allowed.set()
+    assert finished.is_set()  # leaving the block waited for it
+
+
+async def test_cancel_app_is_a_forced_shutdown_the_client_sees_as_a_drop(app: Starlette) -> None:
+    async with connect(app, "/ws/recorder") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "HI"
+        await ws.cancel_app()
+        # Starlette's endpoint runs on_disconnect only when it reads a disconnect
+        assert app.state.events == ["connect", "receive hi"]
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_text()
+        assert (closed.value.code, ws.close_code) == (1006, None)
+
+
+async def test_cancel_app_during_the_handshake() -> None:
+    cleaned_up: list[bool] = []
+    deciding = anyio.Event()
+
+    async def stuck(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        try:
+            deciding.set()
+            await anyio.sleep_forever()
+        finally:
+            cleaned_up.append(True)
+
+    async with connect(stuck, wait_for_handshake=False) as ws:
+        await deciding.wait()
+        await ws.cancel_app()
+        with pytest.raises(ServerClosed, match="1006 while the test was waiting for the handshake"):
+            await ws.handshake()
+    assert cleaned_up == [True]
+
+
 # --------------------------------------------------------------------------- timeouts
 
 
@@ -267,6 +411,29 @@ async def test_an_app_that_ignores_the_disconnect_is_cancelled_and_reported() ->
             async with connect(stubborn, timeout=0.2):
                 pass
     assert cancelled == [True]
+
+
+async def test_timeout_zero_takes_only_what_has_arrived() -> None:
+    sent = anyio.Event()
+
+    async def two_at_once(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+        await send({"type": "websocket.send", "text": "one"})
+        await send({"type": "websocket.send", "text": "two"})
+        sent.set()
+        await receive()
+
+    async with connect(two_at_once) as ws:
+        with pytest.raises(ReceiveTimeout, match="nothing has arrived from the app yet"):
+            await ws.receive_text(timeout=0)
+        await ws.send_text("go")
+        await sent.wait()
+        assert await ws.receive_text(timeout=0) == "one"
+        assert await ws.receive_text(timeout=0) == "two"
+        with pytest.raises(ReceiveTimeout):
+            await ws.receive_text(timeout=0)
 
 
 # --------------------------------------------------------------------------- app errors
@@ -331,4 +498,17 @@ async def test_a_protocol_error_in_the_app_is_reported() -> None:
 
     with pytest.raises(RuntimeError, match="before the handshake"):
         async with connect(sends_before_accepting):
+            pass
+
+
+async def test_a_protocol_breach_fails_the_test_even_if_the_app_caught_it() -> None:
+    async def careless(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+        with contextlib.suppress(RuntimeError):  # swallowed: a server would only log it
+            await send({"type": "websocket.send", "text": "after the close"})
+
+    with pytest.raises(RuntimeError, match=r"'websocket\.send' after the connection was closed"):
+        async with connect(careless):
             pass
