@@ -61,3 +61,40 @@ async def test_a_startup_that_never_answers_times_out() -> None:
         with pytest.raises(LifespanFailed, match=r"did not answer 'lifespan.startup' within 0\.2s"):
             async with lifespan(stuck, timeout=0.2):
                 pass
+
+
+# What asgi-lifespan's LifespanManager does not do (docs/testing.md, "Why not asgi-lifespan")
+
+
+async def test_a_failed_answer_carries_the_apps_message_even_if_the_app_does_not_raise() -> None:
+    async def polite(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+        await receive()  # waits for what the server does next
+
+    with anyio.fail_after(3):
+        with pytest.raises(LifespanFailed, match="startup failed: database unreachable"):
+            async with lifespan(polite, timeout=0.2):
+                pytest.fail("startup failed, the block must not run")
+
+
+async def test_shutdown_runs_even_when_the_block_raises() -> None:
+    events: list[str] = []
+    app = make_app_with_lifespan(events)
+    with pytest.raises(ValueError, match="the test failed"):  # as it is, not in a group
+        async with lifespan(app):
+            raise ValueError("the test failed")
+    assert events == ["startup", "shutdown"]  # app-scoped teardown ran
+
+
+async def test_an_app_that_returns_without_answering_is_seen_at_once() -> None:
+    async def no_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+
+    # a 60 s timeout that is never waited out: the outer bound would fail first
+    with anyio.fail_after(5):
+        with pytest.raises(LifespanFailed, match="returned without answering"):
+            async with lifespan(no_lifespan, timeout=60):
+                pass
+        async with lifespan(no_lifespan, mode="auto", timeout=60) as state:
+            assert state == {}
