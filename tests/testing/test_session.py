@@ -140,7 +140,7 @@ async def test_a_refusal_says_why_the_app_refused() -> None:
     assert refused.value.close_code == 1008
     assert refused.value.reason.startswith("query parameter 'token'")
     assert str(refused.value).startswith(
-        "the app refused the WebSocket handshake: query parameter 'token'"
+        "the app rejected the WebSocket handshake with HTTP 403: query parameter 'token'"
     )
     assert "query parameter 'token'" in repr(refused.value)  # what pytest and logs show
 
@@ -167,7 +167,7 @@ async def test_a_denial_response_shows_its_body() -> None:
         async with connect(Guarded, "/ws"):
             pass
     assert refused.value.status == 401
-    assert str(refused.value) == f"the app refused the WebSocket handshake with HTTP 401: {detail}"
+    assert str(refused.value) == f"the app rejected the WebSocket handshake with HTTP 401: {detail}"
 
 
 async def test_without_the_denial_extension_an_app_refuses_by_closing() -> None:

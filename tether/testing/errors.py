@@ -46,8 +46,9 @@ class ServerClosed(WebSocketDisconnect):
 class HandshakeRejected(Exception):
     """The app refused the WebSocket handshake; raised when entering `connect()`.
 
-    The message leads with why: the close reason (for a tether controller, the
-    `ParameterError` naming the parameter) or the denial response's body.
+    The message says why, right after the status: the close reason (for a
+    tether controller, the `ParameterError` naming the parameter) or the
+    denial response's body.
 
     - `status`: the HTTP status a server would answer: 403 when the app sent
       `websocket.close` before accepting, the response's status when it used the
@@ -83,14 +84,12 @@ class HandshakeRejected(Exception):
         return self.body.decode("utf-8", errors="replace")
 
     def _message(self) -> str:
+        text = f"the app rejected the WebSocket handshake with HTTP {self.status}"
         if self.close_code is not None:
-            why = f": {self.reason}" if self.reason else ", giving no reason"
-            return (
-                f"the app refused the WebSocket handshake{why} (it sent websocket.close "
-                f"with code {self.close_code} before accepting; a server answers HTTP "
-                f"{self.status})"
-            )
-        text = f"the app refused the WebSocket handshake with HTTP {self.status}"
+            sent = f"it sent websocket.close with code {self.close_code} before accepting"
+            if self.reason:
+                return f"{text}: {self.reason} ({sent})"
+            return f"{text} ({sent}, giving no reason)"
         if self.body:
             body = self.text
             text += f": {body if len(body) <= BODY_SHOWN else body[: BODY_SHOWN - 3] + '...'}"
