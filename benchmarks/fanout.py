@@ -20,7 +20,7 @@ the message, with nothing draining them.
 
 Across processes (`run_redis`), a `RedisBroker` publisher in this process sends to
 a subscriber in another Python process through a real `redis-server` started by
-`tether.redis_server.RedisServer`; the subscriber's queue hands every message to
+`tether.testing.redis.RedisServer`; the subscriber's queue hands every message to
 its `send`. Skipped, with the reason, when no `redis-server` binary is found.
 
 `python -m benchmarks --only fanout` runs it (`python -m benchmarks.fanout` too).
@@ -441,7 +441,7 @@ def run_redis(
 ) -> dict[str, Any]:
     """Messages/second through a throwaway redis-server, median over `rounds`; or why skipped."""
     try:
-        from tether.redis_server import RedisServer, find_redis_server
+        from tether.testing.redis import RedisServer, find_redis_server
 
         executable = find_redis_server()
         import redis  # noqa: F401 (RedisBroker needs it)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tether.redis_server import RedisServer
+from tether.testing.redis import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from broker_helpers import WAIT
 
 from tether.brokers import RedisBroker
-from tether.redis_server import RedisServer
+from tether.testing.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
 

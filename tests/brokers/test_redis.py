@@ -16,7 +16,7 @@ from broker_helpers import WAIT, Client, running
 
 from tether.brokers import RedisBroker
 from tether.close_codes import TRY_AGAIN_LATER
-from tether.redis_server import RedisServer
+from tether.testing.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
 
