@@ -16,6 +16,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from tether.close_codes import INVALID_PAYLOAD, UNSUPPORTED_DATA
 from tether.di.conversion import unwrap_annotated
 from tether.frames import encode_frame, loads
 
@@ -29,9 +30,10 @@ Decoder = Callable[[Message], Any]
 
 ENCODINGS = ("text", "bytes", "json", None)
 
-# Close codes a decoder reports.
-UNSUPPORTED_DATA = 1003
-INVALID_PAYLOAD = 1007
+# What parsers and validators raise for input that cannot become `data`. msgspec
+# and the standard library raise `RecursionError` for JSON nested deeper than the
+# interpreter's stack allows: that is the client's input, not a bug of the server.
+DECODE_FAILURES = (ValueError, RecursionError)
 
 
 class DecodeError(Exception):
@@ -210,18 +212,34 @@ def _parsing(frame: Decoder, parse: Callable[[Any], Any]) -> Decoder:
         raw = frame(message)
         try:
             return parse(raw)
-        except ValueError as exc:
+        except DECODE_FAILURES as exc:
             raise DecodeError(INVALID_PAYLOAD, describe(exc)) from exc
 
     return decode
 
 
+def parse_json(raw: str | bytes) -> Any:
+    """Parse a message's JSON; malformed or too deeply nested JSON is a `DecodeError` (1007)."""
+    try:
+        return loads(raw)
+    except DECODE_FAILURES as exc:
+        raise DecodeError(INVALID_PAYLOAD, describe(exc)) from exc
+
+
+TOO_DEEP = "malformed JSON: nested too deeply"
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason for a decode or validation failure."""
+    if isinstance(exc, RecursionError):
+        return TOO_DEEP
     errors = getattr(exc, "errors", None)
     if callable(errors):  # pydantic: name the first failing field
         try:
             first = errors()[0]
+            if first.get("type") == "json_invalid":  # pydantic's own JSON parser failed
+                detail = str(first.get("ctx", {}).get("error", ""))
+                return TOO_DEEP if "recursion limit" in detail else f"malformed JSON: {detail}"
             where = ".".join(str(part) for part in first.get("loc", ())) or "message"
             return f"invalid message: {where}: {first.get('msg', exc)}"
         except Exception:

@@ -32,3 +32,15 @@ def on(event: str) -> Callable[[F], F]:
 def events_of(func: Any) -> tuple[str, ...]:
     """The events a method was decorated for with `@on`."""
     return getattr(func, EVENTS_ATTRIBUTE, ())
+
+
+def unroutable(message: Any, event_key: str) -> str:
+    """Why a parsed JSON message reaches no `@on` handler (the reason of its 1003 close)."""
+    if type(message) is not dict:
+        return f"expected a JSON object with a {event_key!r} key"
+    event = message.get(event_key)
+    if event is None and event_key not in message:
+        return f"the event key {event_key!r} is missing"
+    if type(event) is not str:
+        return f"the event key {event_key!r} is not a string"
+    return f"unknown event {event!r}"
