@@ -7,8 +7,10 @@ connects, which per call, and how a message becomes its `data`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
+from inspect import isawaitable
 from typing import Any
 
 from tether.controllers.codecs import (
@@ -60,13 +62,17 @@ class HookPlan:
         "resolve_per_call",
         "resolve_static",
         "returns",
+        "source",
         "static",
     )
 
     def __init__(self, func: Callable[..., Any], name: str, plan: CallPlan) -> None:
-        self.func = func
+        self.source = func
         self.name = name
-        self.is_async = inspect.iscoroutinefunction(func)
+        # A plain-def hook is called through a coroutine that awaits what it returns
+        # when that is awaitable, so every hook is awaited and none is silently skipped.
+        self.func = func if inspect.iscoroutinefunction(func) else _awaiting(func)
+        self.is_async = True
         params = plan.params
         self.static: tuple[Param, ...] = tuple(p for p in params if p.level < MESSAGE)
         varying = tuple(p for p in params if p.level == MESSAGE)
@@ -205,7 +211,7 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
         for event in events_of(func):
             where = f"{owner}.{attr}"
             plan = HookPlan(func, where, compile_hook(func, where, allowed=RECEIVE_NAMES))
-            if event in routes and routes[event].func is not func:
+            if event in routes and routes[event].source is not func:
                 raise ConfigurationError(
                     f"{owner}: event {event!r} is routed to both {routes[event].name} and {where}."
                 )
@@ -285,5 +291,22 @@ def _compile_data(plan: HookPlan, encoding: str | None, *, routed: bool) -> None
 def _data_annotation(plan: HookPlan) -> Any:
     if plan.data_name is None:
         return inspect.Parameter.empty
-    hints = type_hints(plan.func)
-    return hints.get("data", inspect.signature(plan.func).parameters["data"].annotation)
+    hints = type_hints(plan.source)
+    return hints.get("data", inspect.signature(plan.source).parameters["data"].annotation)
+
+
+def _awaiting(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` as a coroutine function: its result, awaited when it is awaitable.
+
+    A plain `def` may return an awaitable: a sync decorator around an async
+    function, a `functools.partial` of one, a method handing back a coroutine.
+    """
+
+    @functools.wraps(func)
+    async def hook(*args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        if isawaitable(result):
+            result = await result
+        return result
+
+    return hook

@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from functools import partial
+from inspect import isawaitable
 from typing import Any, ClassVar, Literal
 
 import anyio
@@ -323,7 +324,9 @@ class WebSocketController:
     async def _check_permissions(self, ctx: Context) -> None:
         for permission in self._plan.permissions:
             result = permission.plan.call(**await permission.resolve(ctx))
-            if permission.is_async:
+            # A plain def may return an awaitable (a sync decorator around an async
+            # check): a coroutine object is truthy, so not awaiting it would let anyone in.
+            if permission.is_async or isawaitable(result):
                 result = await result
             if not result:
                 raise WebSocketException(POLICY_VIOLATION, f"permission denied: {permission.name}")

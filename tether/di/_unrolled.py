@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import linecache
 from collections.abc import Awaitable, Callable
+from inspect import isawaitable
 from typing import Any
 
 from tether.di.compiler import (
@@ -64,6 +65,7 @@ def unroll(params: tuple[Param, ...], where: str) -> Resolver:
         "app_scope": app_scope,
         "app_ctx": _APP_CONTEXT,
         "anext": anext,
+        "isawaitable": isawaitable,
         "no_scope": _no_scope,
         "no_value": _no_value,
     }
@@ -130,6 +132,11 @@ class _Writer:
             self.emit(depth, f"{var} = await {call}")
         elif plan.kind == FUNCTION:
             self.emit(depth, f"{var} = {call}")
+            if not isinstance(plan.call, type):  # a class's instance is the value, as written
+                # A plain def may hand back a coroutine (a sync decorator around an
+                # async function): its value is what the coroutine returns.
+                self.emit(depth, f"if isawaitable({var}):")
+                self.emit(depth + 1, f"{var} = await {var}")
         else:  # a generator: step it to its `yield`; its teardown is registered on the scope
             gen = self.local("g")
             self.emit(depth, f"{gen} = {call}")

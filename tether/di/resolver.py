@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
+from inspect import isawaitable
 from types import AsyncGeneratorType
 from typing import Any
 
@@ -168,6 +169,8 @@ async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
         value = await plan.call(**kwargs)
     elif kind == FUNCTION:
         value = plan.call(**kwargs)
+        if not isinstance(plan.call, type) and isawaitable(value):
+            value = await value  # as `unroll` does: a plain def that returned a coroutine
     else:  # a generator: step it to its `yield`; its teardown is registered on `state`
         gen = plan.call(**kwargs)
         value = await anext(gen, _MISS) if kind == ASYNC_GENERATOR else next(gen, _MISS)
