@@ -46,7 +46,9 @@ class HookPlan:
     `static` parameters are resolved once per connection and bound; `per_call`
     ones (message-scoped dependencies, `close_code`, ...) on every call. When
     nothing but `data` varies per call, `per_call` is None and the hook is
-    called directly with the decoded data.
+    called directly with the decoded data. `func` is always a coroutine
+    function (a plain def is wrapped, see `_awaiting`); `source` is the hook
+    as the class defines it.
     """
 
     __slots__ = (

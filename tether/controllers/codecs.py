@@ -40,8 +40,9 @@ class DecodeError(Exception):
     """A received message that cannot become `data`.
 
     `code` is the close code the default `on_decode_error` closes with:
-    1003 for a frame of the wrong kind (or an event with no handler), 1007
-    for malformed JSON or data that fails validation. The underlying error,
+    1003 for a frame of the wrong kind (or a message no `@on` handler takes),
+    1007 for malformed JSON (also JSON nested too deeply to parse) or data
+    that fails validation. The underlying error,
     if any, is the exception's `__cause__`.
     """
 

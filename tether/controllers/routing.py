@@ -15,8 +15,10 @@ def on(event: str) -> Callable[[F], F]:
 
     The decorated method takes the same parameters as `on_receive`; its `data`
     is the whole message, validated into `data`'s annotation when it has one.
-    Messages whose event has no handler go to `on_receive`. Stack the
-    decorator to route several events to one method.
+    Messages whose event has no handler, whose event key is missing or not a
+    string, or that are not JSON objects go to `on_receive` (without one they
+    close with 1003, saying which). Stack the decorator to route several
+    events to one method.
     """
     if not isinstance(event, str) or not event:
         raise TypeError(f"@on needs a non-empty event name, got {event!r}")
