@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from inspect import isawaitable
 from typing import Any
 
 from tether.controllers.codecs import (
@@ -34,6 +33,7 @@ from tether.di.compiler import (
     compile_hook,
     type_hints,
 )
+from tether.di.resolver import PLAIN_TYPES, returns_awaitable
 
 CONNECT_NAMES = CONNECTION_NAMES
 RECEIVE_NAMES = CONNECTION_NAMES | {"data"}
@@ -307,7 +307,7 @@ def _awaiting(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     async def hook(*args: Any, **kwargs: Any) -> Any:
         result = func(*args, **kwargs)
-        if isawaitable(result):
+        if type(result) not in PLAIN_TYPES and returns_awaitable(result):
             result = await result
         return result
 
