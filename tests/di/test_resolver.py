@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import types
 from typing import Annotated, Any
 
 import anyio
@@ -557,3 +558,32 @@ async def test_so_does_an_overridden_one() -> None:
         async with connect(Welcomer, "/") as ws:
             await ws.send_text("hello")
             assert await ws.receive_text() == "hello, grace and grace"
+
+
+@types.coroutine
+def legacy_coroutine() -> Any:
+    yield from ()  # a generator-based coroutine, as `types.coroutine` makes them
+    return "legacy"
+
+
+def numbers() -> Any:
+    yield 1  # a plain generator: a value like any other, never awaited
+
+
+class Mixed(WebSocketController):
+    encoding = "text"
+
+    async def on_receive(
+        self,
+        data: str,
+        legacy: str = Provide(lambda: legacy_coroutine(), scope="message"),
+        plain: Any = Provide(lambda: numbers(), scope="message"),
+    ) -> str:
+        return f"{data} {legacy} {list(plain)}"
+
+
+async def test_only_generators_that_are_coroutines_are_awaited() -> None:
+    async with connect(Mixed, "/") as ws:
+        for _ in range(3):  # the same types each time: no cached answer mixes them up
+            await ws.send_text("got")
+            assert await ws.receive_text() == "got legacy [1]"
