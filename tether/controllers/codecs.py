@@ -42,8 +42,8 @@ class DecodeError(Exception):
     `code` is the close code the default `on_decode_error` closes with:
     1003 for a frame of the wrong kind (or a message no `@on` handler takes),
     1007 for malformed JSON (also JSON nested too deeply to parse) or data
-    that fails validation. The underlying error,
-    if any, is the exception's `__cause__`.
+    that fails validation. The underlying error, if any, is the exception's
+    `__cause__`.
     """
 
     def __init__(self, code: int, reason: str) -> None:
