@@ -453,9 +453,25 @@ async def test_routing():
         ]:
             await ws.send_json(message)
             assert await ws.receive_json() == reply
-    async with connect(app, "/strict") as ws:
-        await ws.send_json({"type": "jump"})
-        assert await closed_with(ws) == (1003, "unknown event 'jump'")
+    async with connect(app, "/game") as ws:  # no string event key: on_receive
+        await ws.send_text("[1, 2]")
+        assert await ws.receive_json() == {"type": "error", "detail": "no handler", "got": [1, 2]}
+    for message, reason in [
+        ('{"type": "jump"}', "unknown event 'jump'"),
+        ('{"text": "hi"}', "the event key 'type' is missing"),
+        ('{"type": []}', "the event key 'type' is not a string"),
+        ('{"type": {}}', "the event key 'type' is not a string"),
+        ('{"type": 1}', "the event key 'type' is not a string"),
+        ('{"type": null}', "the event key 'type' is not a string"),
+        ("[1, 2]", "expected a JSON object with a 'type' key"),
+        ('"hello"', "expected a JSON object with a 'type' key"),
+        ("42", "expected a JSON object with a 'type' key"),
+        ("[" * 100_000 + "]" * 100_000, "malformed JSON: nested too deeply"),
+    ]:
+        async with connect(app, "/strict") as ws:
+            await ws.send_text(message)
+            code = 1007 if message.startswith("[[") else 1003
+            assert await closed_with(ws) == (code, reason)
 
 
 # -- errors.md --------------------------------------------------------------------------

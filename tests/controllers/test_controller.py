@@ -1,5 +1,6 @@
 """The controller's lifecycle: one instance per connection, hooks, accept, lifespan, HTTP."""
 
+import functools
 from typing import Any
 
 import pytest
@@ -165,3 +166,37 @@ async def test_an_http_request_to_a_bare_controller_gets_426(http_get: Any) -> N
     assert status == 426
     assert headers[b"upgrade"] == b"websocket"
     assert b"WebSocket" in body
+
+
+def sync_wrapper(func: Any) -> Any:
+    """A decorator as people write them: a plain def, whatever it wraps."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+async def test_plain_def_hooks_returning_coroutines_are_awaited() -> None:
+    seen: list[str] = []
+
+    class Hooks(WebSocketController):
+        encoding = "text"
+
+        @sync_wrapper
+        async def on_connect(self) -> None:
+            seen.append("connect")
+
+        @sync_wrapper
+        async def on_receive(self, data: str) -> str:
+            return data.upper()
+
+        @sync_wrapper
+        async def on_disconnect(self, close_code: int) -> None:
+            seen.append(f"disconnect {close_code}")
+
+    async with connect(Hooks, "/") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "HI"
+    assert seen == ["connect", "disconnect 1000"]

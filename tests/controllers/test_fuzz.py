@@ -7,13 +7,13 @@ that point: up to three at once, each served by one of five controllers
 and `max_concurrency=2`). A step may connect (with a plan for `on_connect`
 and the connection's dependencies), send text or binary frames (valid typed
 messages, malformed JSON, invalid UTF-8, messages that fail validation,
-unknown events, oversized payloads, more than the rate limit allows), leave
-with a random close code at any point (also while `on_connect` or a handler
-is blocked, before or after accept), release a blocked hook, or have the
-server cancel the app. Hooks and dependencies (generator and async-generator
-ones, in app, connection and message scope) raise at setup or teardown,
-raise `WebSocketException` with random codes, `HTTPException`, or close the
-connection themselves.
+unknown events, event keys that are not strings, oversized payloads, more
+than the rate limit allows), leave with a random close code at any point
+(also while `on_connect` or a handler is blocked, before or after accept),
+release a blocked hook, or have the server cancel the app. Hooks and
+dependencies (generator and async-generator ones, in app, connection and
+message scope) raise at setup or teardown, raise `WebSocketException` with
+random codes, `HTTPException`, or close the connection themselves.
 
 A small model predicts, after every step, what the client has seen.
 `tether.testing` serves each connection on the test's own event loop and is
@@ -377,7 +377,7 @@ class Probe:
 
 @dataclass
 class Msg:
-    kind: str  # echo, act, invalid, unknown, scalar, malformed, bad_utf8, oversized
+    kind: str  # echo, act, invalid, unknown, nonstring, scalar, malformed, bad_utf8, oversized
     binary: bool
     n: int = 0
     do: str = "echo"
@@ -394,6 +394,8 @@ class Msg:
             raw = json.dumps({"type": "act", "n": "not a number"})
         elif self.kind == "unknown":
             raw = json.dumps({"type": "nope", "n": self.n})
+        elif self.kind == "nonstring":  # an event key that is not a string (not hashable)
+            raw = json.dumps({"type": [self.n], "n": self.n})
         elif self.kind == "scalar":
             raw = json.dumps([self.n, "x"])
         elif self.kind == "malformed":
@@ -535,6 +537,10 @@ class Model:
             if variant == "fallback":
                 return "reply", {"fallback": "nope"}
             return "close", 1003 if variant in ROUTED_ONLY else 1007
+        if kind == "nonstring":
+            if variant == "fallback":
+                return "reply", {"fallback": [msg.n]}
+            return "close", 1003 if variant in ROUTED_ONLY else 1007
         if kind == "scalar":
             return "close", 1003 if variant in ROUTED_ONLY else 1007
         if kind in ("echo", "oversized") or msg.do in ("echo", "dep_teardown"):
@@ -568,7 +574,8 @@ SCRIPTS = st.builds(
     fail=st.sampled_from(FAILS),
     disconnect_raises=st.booleans(),
 )
-MESSAGE_KINDS = ["echo"] * 3 + ["act"] * 4 + ["invalid", "unknown", "scalar", "malformed"]
+MESSAGE_KINDS = ["echo"] * 3 + ["act"] * 4 + ["invalid", "unknown", "nonstring", "scalar"]
+MESSAGE_KINDS += ["malformed"]
 MESSAGE_KINDS += ["bad_utf8", "oversized"]
 DOS = ["echo", "raise", "wsexc", "close", "dep_setup", "dep_teardown", "hold", "hold"]
 MESSAGES = st.builds(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 from starlette.exceptions import HTTPException
 
 from tether import ConfigurationError, Header, Provide, Query, WebSocket, WebSocketController
+from tether.controllers.guards import OriginPolicy
 from tether.testing import HandshakeRejected, connect
 
 pytestmark = pytest.mark.anyio
@@ -77,6 +81,117 @@ def test_a_malformed_origin_fails_when_the_class_is_defined() -> None:
 
         class Bad(Echo):
             allowed_origins = ["example.org"]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "example.org",  # no scheme
+        "https://",  # no host
+        "https://example.org/app",  # a path is not part of an origin
+        "https://*example.org",  # '*' must be a whole label
+        "https://a.*.example.org",
+        "https://*.",
+        "https://example.org:port",
+        "https://*.[::1]",
+    ],
+)
+def test_an_entry_that_is_not_an_origin_fails_when_the_class_is_defined(entry: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"Bad\.allowed_origins: .*like 'https://host'"):
+
+        class Bad(Echo):
+            allowed_origins = [entry]
+
+
+def policy(*allowed: str) -> OriginPolicy:
+    return OriginPolicy(allowed, require=False, owner="Test")
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://a.example.org", True),
+        ("https://a.b.example.org", True),  # any depth of subdomain
+        ("https://A.Example.ORG", True),  # hosts are case-insensitive
+        ("HTTPS://a.example.org", True),  # and so are schemes
+        ("https://a.example.org:443", True),  # the default port, written out
+        ("https://example.org", False),  # the bare domain is not a subdomain
+        ("https://.example.org", False),  # an empty label
+        ("https://a..example.org", False),
+        ("https://evil.com/.example.org", False),  # a path that ends like the domain
+        ("https://evil.com?.example.org", False),
+        ("https://evil.com#.example.org", False),
+        ("https://evil.com\\.example.org", False),
+        ("https://user@a.example.org", False),  # user info is not part of an origin
+        ("https://evilexample.org", False),  # a suffix that is not a whole label
+        ("https://a.example.org.", False),  # a trailing dot is another origin
+        ("https://a.example.org/", False),  # browsers send no trailing slash
+        ("https://a.example.org:8443", False),  # another port
+        ("https://a.example.org:", False),
+        ("https://a.example.org:99999", False),
+        ("http://a.example.org", False),  # another scheme
+        ("wss://a.example.org", False),
+        ("null", False),  # sandboxed frames, file: pages
+        ("", False),
+        ("https://a.example.org\n", False),
+    ],
+)
+def test_a_subdomain_pattern_matches_whole_labels(origin: str, allowed: bool) -> None:
+    assert policy("https://*.example.org").allows(origin) is allowed
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://a.example.org:8443", True),
+        ("https://a.b.example.org:8443", True),
+        ("https://a.example.org", False),
+        ("https://a.example.org:443", False),
+        ("https://a.example.org:9443", False),
+    ],
+)
+def test_a_port_in_the_pattern_must_be_the_port_of_the_origin(origin: str, allowed: bool) -> None:
+    assert policy("https://*.example.org:8443").allows(origin) is allowed
+
+
+@pytest.mark.parametrize(
+    ("entry", "origin", "allowed"),
+    [
+        ("https://app.example.org", "https://APP.example.org", True),
+        ("https://app.example.org/", "https://app.example.org", True),  # a listed '/' is ignored
+        ("https://app.example.org", "https://app.example.org:443", True),
+        ("https://app.example.org:443", "https://app.example.org", True),
+        ("http://localhost:8000", "http://localhost:8000", True),
+        ("http://localhost:8000", "http://localhost:8001", False),
+        ("http://localhost:8000", "http://localhost", False),
+        ("http://[::1]:8000", "http://[::1]:8000", True),
+        ("https://app.example.org", "https://app.example.org.", False),
+        ("https://app.example.org", "https://app.example.org.evil.com", False),
+        ("https://app.example.org", "http://app.example.org", False),
+    ],
+)
+def test_an_exact_origin_compares_scheme_host_and_port(
+    entry: str, origin: str, allowed: bool
+) -> None:
+    assert policy(entry).allows(origin) is allowed
+
+
+def test_a_host_that_only_lowercases_to_an_allowed_one_is_refused() -> None:
+    # KELVIN SIGN lowercases to 'k'; browsers send hosts in ASCII (punycode).
+    assert not policy("https://kite.example.org").allows("https://\u212aite.example.org")
+    assert not policy("https://*.kite.org").allows("https://a.\u212aite.org")
+
+
+def test_null_and_malformed_origins_pass_only_a_wildcard() -> None:
+    assert policy("*").allows("null")
+    assert policy("*").allows("not an origin")
+    assert not policy("https://*.example.org", "https://example.org").allows("null")
+
+
+def test_no_origin_header_passes_unless_one_is_required() -> None:
+    assert policy("https://*.example.org").allows(None)
+    required = OriginPolicy(["https://*.example.org"], require=True, owner="Test")
+    assert not required.allows(None)
 
 
 def is_staff(role: str = Header("guest", alias="x-role")) -> bool:
@@ -177,3 +292,28 @@ async def test_auto_accept_uses_the_negotiated_subprotocol() -> None:
 
     async with connect(Quiet, "/", subprotocols=["b", "a"]) as ws:
         assert ws.subprotocol == "a"
+
+
+async def deny() -> bool:
+    return False
+
+
+class Checker:
+    def __call__(self) -> Any:  # a plain def handing back a coroutine
+        return deny()
+
+
+@pytest.mark.parametrize(
+    ("permission", "name"),
+    [(functools.partial(deny), "deny"), (Checker(), "Checker")],
+)
+async def test_a_permission_returning_an_awaitable_of_false_refuses_naming_it(
+    permission: Any, name: str
+) -> None:
+    class Guarded(Echo):
+        permissions = [permission]
+
+    with pytest.raises(HandshakeRejected) as refused:
+        async with connect(Guarded, "/"):
+            pass
+    assert (refused.value.status, refused.value.reason) == (403, f"permission denied: {name}")

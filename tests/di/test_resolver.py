@@ -1,6 +1,8 @@
 """Dependencies in controllers: kinds, nesting, scopes, caching, overrides, teardown."""
 
+import functools
 import logging
+import types
 from typing import Annotated, Any
 
 import anyio
@@ -499,3 +501,89 @@ async def test_connections_never_share_connection_scoped_values() -> None:
         assert await bob.receive_text() == "bread"
         await ada.send_text("cheese")
         assert await ada.receive_text() == "apple,cheese"
+
+
+# -- plain defs that return an awaitable ---------------------------------------------
+
+
+def sync_wrapper(func: Any) -> Any:
+    """A decorator as people write them: a plain def, whatever it wraps."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+@sync_wrapper
+async def user_name() -> str:
+    return "ada"
+
+
+async def replacement() -> str:
+    return "grace"
+
+
+class Ticket:
+    """A class dependency whose instances are awaitable: the instance is the value."""
+
+    def __await__(self) -> Any:
+        raise AssertionError("a class dependency's instance must not be awaited")
+        yield
+
+
+class Welcomer(WebSocketController):
+    encoding = "text"
+
+    async def on_receive(
+        self,
+        data: str,
+        name: str = Provide(user_name),
+        per_message: str = Provide(user_name, scope="message", use_cache=False),
+        ticket: Ticket = Provide(Ticket),
+    ) -> str:
+        assert isinstance(ticket, Ticket)
+        return f"{data}, {name} and {per_message}"
+
+
+async def test_a_plain_def_returning_a_coroutine_gives_its_result() -> None:
+    async with connect(Welcomer, "/") as ws:
+        await ws.send_text("hello")
+        assert await ws.receive_text() == "hello, ada and ada"
+
+
+async def test_so_does_an_overridden_one() -> None:
+    with override(user_name, sync_wrapper(replacement)):
+        async with connect(Welcomer, "/") as ws:
+            await ws.send_text("hello")
+            assert await ws.receive_text() == "hello, grace and grace"
+
+
+@types.coroutine
+def legacy_coroutine() -> Any:
+    yield from ()  # a generator-based coroutine, as `types.coroutine` makes them
+    return "legacy"
+
+
+def numbers() -> Any:
+    yield 1  # a plain generator: a value like any other, never awaited
+
+
+class Mixed(WebSocketController):
+    encoding = "text"
+
+    async def on_receive(
+        self,
+        data: str,
+        legacy: str = Provide(lambda: legacy_coroutine(), scope="message"),
+        plain: Any = Provide(lambda: numbers(), scope="message"),
+    ) -> str:
+        return f"{data} {legacy} {list(plain)}"
+
+
+async def test_only_generators_that_are_coroutines_are_awaited() -> None:
+    async with connect(Mixed, "/") as ws:
+        for _ in range(3):  # the same types each time: no cached answer mixes them up
+            await ws.send_text("got")
+            assert await ws.receive_text() == "got legacy [1]"

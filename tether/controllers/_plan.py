@@ -8,6 +8,7 @@ connects, which per call, and how a message becomes its `data`.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ from tether.di.compiler import (
     compile_hook,
     type_hints,
 )
+from tether.di.resolver import PLAIN_TYPES, returns_awaitable
 
 CONNECT_NAMES = CONNECTION_NAMES
 RECEIVE_NAMES = CONNECTION_NAMES | {"data"}
@@ -62,7 +64,9 @@ class HookPlan:
     `static` parameters are resolved once per connection and bound; `per_call`
     ones (message-scoped dependencies, `close_code`, ...) on every call. When
     nothing but `data` varies per call, `per_call` is None and the hook is
-    called directly with the decoded data.
+    called directly with the decoded data. `func` is always a coroutine
+    function (a plain def is wrapped, see `_awaiting`); `source` is the hook
+    as the class defines it.
     """
 
     __slots__ = (
@@ -78,13 +82,17 @@ class HookPlan:
         "per_call",
         "resolve_per_call",
         "resolve_static",
+        "source",
         "static",
     )
 
     def __init__(self, func: Callable[..., Any], name: str, plan: CallPlan) -> None:
-        self.func = func
+        self.source = func
         self.name = name
-        self.is_async = inspect.iscoroutinefunction(func)
+        # A plain-def hook is called through a coroutine that awaits what it returns
+        # when that is awaitable, so every hook is awaited and none is silently skipped.
+        self.func = func if inspect.iscoroutinefunction(func) else _awaiting(func)
+        self.is_async = True
         params = self.params = plan.params  # every parameter, in signature order
         self.static: tuple[Param, ...] = tuple(p for p in params if p.level < MESSAGE)
         varying = tuple(p for p in params if p.level == MESSAGE)
@@ -225,7 +233,7 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
         for event in events_of(func):
             where = f"{owner}.{attr}"
             plan = HookPlan(func, where, compile_hook(func, where, allowed=RECEIVE_NAMES))
-            if event in routes and routes[event].func is not func:
+            if event in routes and routes[event].source is not func:
                 raise ConfigurationError(
                     f"{owner}: event {event!r} is routed to both {routes[event].name} and {where}."
                 )
@@ -320,5 +328,22 @@ def _compile_data(plan: HookPlan, encoding: str | None, *, routed: bool) -> None
 def _data_annotation(plan: HookPlan) -> Any:
     if plan.data_name is None:
         return inspect.Parameter.empty
-    hints = type_hints(plan.func)
-    return hints.get("data", inspect.signature(plan.func).parameters["data"].annotation)
+    hints = type_hints(plan.source)
+    return hints.get("data", inspect.signature(plan.source).parameters["data"].annotation)
+
+
+def _awaiting(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` as a coroutine function: its result, awaited when it is awaitable.
+
+    A plain `def` may return an awaitable: a sync decorator around an async
+    function, a `functools.partial` of one, a method handing back a coroutine.
+    """
+
+    @functools.wraps(func)
+    async def hook(*args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        if type(result) not in PLAIN_TYPES and returns_awaitable(result):
+            result = await result
+        return result
+
+    return hook

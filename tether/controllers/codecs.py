@@ -34,14 +34,20 @@ Decoder = Callable[[Message], Any]
 
 ENCODINGS = ("text", "bytes", "json", None)
 
+# What parsers and validators raise for input that cannot become `data`. msgspec
+# and the standard library raise `RecursionError` for JSON nested deeper than the
+# interpreter's stack allows: that is the client's input, not a bug of the server.
+DECODE_FAILURES = (ValueError, RecursionError)
+
 
 class DecodeError(Exception):
     """A received message that cannot become `data`.
 
     `code` is the close code the default `on_decode_error` closes with:
-    1003 for a frame of the wrong kind (or an event with no handler), 1007
-    for malformed JSON or data that fails validation. The underlying error,
-    if any, is the exception's `__cause__`.
+    1003 for a frame of the wrong kind (or a message no `@on` handler takes),
+    1007 for malformed JSON (also JSON nested too deeply to parse) or data
+    that fails validation. The underlying error, if any, is the exception's
+    `__cause__`.
     """
 
     def __init__(self, code: int, reason: str) -> None:
@@ -242,18 +248,34 @@ def _parsing(frame: Decoder, parse: Callable[[Any], Any]) -> Decoder:
         raw = frame(message)
         try:
             return parse(raw)
-        except ValueError as exc:
+        except DECODE_FAILURES as exc:
             raise DecodeError(INVALID_PAYLOAD, describe(exc)) from exc
 
     return decode
 
 
+def parse_json(raw: str | bytes) -> Any:
+    """Parse a message's JSON; malformed or too deeply nested JSON is a `DecodeError` (1007)."""
+    try:
+        return loads(raw)
+    except DECODE_FAILURES as exc:
+        raise DecodeError(INVALID_PAYLOAD, describe(exc)) from exc
+
+
+TOO_DEEP = "malformed JSON: nested too deeply"
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason for a decode or validation failure."""
+    if isinstance(exc, RecursionError):
+        return TOO_DEEP
     errors = getattr(exc, "errors", None)
     if callable(errors):  # pydantic: name the first failing field
         try:
             first = errors()[0]
+            if first.get("type") == "json_invalid":  # pydantic's own JSON parser failed
+                detail = str(first.get("ctx", {}).get("error", ""))
+                return TOO_DEEP if "recursion limit" in detail else f"malformed JSON: {detail}"
             where = ".".join(str(part) for part in first.get("loc", ())) or "message"
             return f"invalid message: {where}: {first.get('msg', exc)}"
         except Exception:

@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from functools import partial
+from inspect import isawaitable
 from typing import Any, ClassVar, Literal
 
 import anyio
@@ -18,10 +19,12 @@ from tether.controllers._passthrough import skip_passthrough
 from tether.controllers._plan import ControllerPlan, HookPlan, compile_controller
 from tether.controllers._shield import teardown_shield
 from tether.controllers.codecs import (
+    DECODE_FAILURES,
+    INVALID_PAYLOAD,
     UNSUPPORTED_DATA,
     DecodeError,
     encode_reply,
-    loads,
+    parse_json,
     text_frame,
 )
 from tether.controllers.codecs import describe as describe_error
@@ -38,6 +41,7 @@ from tether.controllers.guards import negotiate_subprotocol
 from tether.controllers.lifespan import serve_lifespan
 from tether.controllers.limits import MESSAGE_TOO_BIG, RateLimit, TokenBucket, message_size
 from tether.controllers.membership import Membership
+from tether.controllers.routing import unroutable
 from tether.controllers.shutdown import GOING_AWAY, sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.compiler import ParameterError
@@ -321,7 +325,9 @@ class WebSocketController:
     async def _check_permissions(self, ctx: Context) -> None:
         for permission in self._plan.permissions:
             result = permission.plan.call(**await permission.resolve(ctx))
-            if permission.is_async:
+            # A plain def may return an awaitable (a sync decorator around an async
+            # check): a coroutine object is truthy, so not awaiting it would let anyone in.
+            if permission.is_async or isawaitable(result):
                 result = await result
             if not result:
                 raise WebSocketException(POLICY_VIOLATION, f"permission denied: {permission.name}")
@@ -587,22 +593,19 @@ class WebSocketController:
             await self._reply(result)
 
     def _route(self, message: Message) -> tuple[HookPlan, Callable[..., Any], Any]:
-        raw = self._plan.frame(message)
-        try:
-            parsed = loads(raw)
-        except ValueError as exc:
-            raise DecodeError(1007, describe_error(exc)) from exc
+        parsed = parse_json(self._plan.frame(message))
         event = parsed.get(self.event_key) if type(parsed) is dict else None
-        route = self._routes.get(event)  # type: ignore[arg-type]
+        # Only a string names an event: a list or an object as the key is not hashable.
+        route = self._routes.get(event) if type(event) is str else None
         if route is None:
             if self._plan.receive is None:
-                raise DecodeError(UNSUPPORTED_DATA, f"unknown event {event!r}")
+                raise DecodeError(UNSUPPORTED_DATA, unroutable(parsed, self.event_key))
             route = (self._plan.receive, self._on_receive)
         hook, bound = route
         try:
             return hook, bound, hook.convert(parsed)
-        except ValueError as exc:
-            raise DecodeError(1007, describe_error(exc)) from exc
+        except DECODE_FAILURES as exc:
+            raise DecodeError(INVALID_PAYLOAD, describe_error(exc)) from exc
 
     async def _call(
         self, hook: HookPlan, bound: Callable[..., Any], ctx: Context, data: Any = None

@@ -152,9 +152,9 @@ def describe_controller(controller: type[WebSocketController]) -> ControllerInfo
     def hook(compiled: HookPlan | None) -> HookInfo | None:
         if compiled is None:
             return None
-        described = hooks.get(compiled.func)
+        described = hooks.get(compiled.source)
         if described is None:
-            described = hooks[compiled.func] = _hook(compiled.name, compiled.func, compiled.params)
+            described = hooks[compiled.source] = _hook(compiled.name, compiled.source, compiled.params)
         return described
 
     events = {event: hook(plan.routes[event]) for event in sorted(plan.routes)}

@@ -31,7 +31,16 @@ from tether.di.compiler import (
     ConfigurationError,
     Param,
 )
-from tether.di.resolver import _APP_CONTEXT, _MISS, Context, app_scope, overrides, solve
+from tether.di.resolver import (
+    _APP_CONTEXT,
+    _MISS,
+    PLAIN_TYPES,
+    Context,
+    app_scope,
+    overrides,
+    returns_awaitable,
+    solve,
+)
 
 Resolver = Callable[[Context], Awaitable[dict[str, Any]]]
 
@@ -64,6 +73,8 @@ def unroll(params: tuple[Param, ...], where: str) -> Resolver:
         "app_scope": app_scope,
         "app_ctx": _APP_CONTEXT,
         "anext": anext,
+        "PLAIN_TYPES": PLAIN_TYPES,
+        "returns_awaitable": returns_awaitable,
         "no_scope": _no_scope,
         "no_value": _no_value,
     }
@@ -130,6 +141,14 @@ class _Writer:
             self.emit(depth, f"{var} = await {call}")
         elif plan.kind == FUNCTION:
             self.emit(depth, f"{var} = {call}")
+            if not isinstance(plan.call, type):  # a class's instance is the value, as written
+                # A plain def may hand back a coroutine (a sync decorator around an
+                # async function): its value is what the coroutine returns.
+                self.emit(
+                    depth,
+                    f"if type({var}) not in PLAIN_TYPES and returns_awaitable({var}):",
+                )
+                self.emit(depth + 1, f"{var} = await {var}")
         else:  # a generator: step it to its `yield`; its teardown is registered on the scope
             gen = self.local("g")
             self.emit(depth, f"{gen} = {call}")

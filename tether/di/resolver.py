@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
-from types import AsyncGeneratorType
+from inspect import isawaitable
+from types import AsyncGeneratorType, GeneratorType
 from typing import Any
 
 from tether.di.compiler import (
@@ -30,6 +31,22 @@ from tether.di.compiler import (
 logger = logging.getLogger("tether")
 
 _MISS = object()
+
+# Types whose values are never awaitable, learnt from the values plain defs returned:
+# testing a value's type against this set is a fraction of `inspect.isawaitable`.
+PLAIN_TYPES: set[type] = {type(None), str, bytes, int, float, bool, dict, list, tuple}
+_PLAIN_TYPES_MAX = 1024  # a program that makes classes on the fly must not grow it forever
+
+
+def returns_awaitable(value: Any) -> bool:
+    """Whether a value a plain def returned is awaitable (the caller checks `PLAIN_TYPES` first)."""
+    if isawaitable(value):
+        return True
+    kind = type(value)
+    # A generator is awaitable or not by its code's flags (`types.coroutine`), not its type.
+    if kind is not GeneratorType and len(PLAIN_TYPES) < _PLAIN_TYPES_MAX:
+        PLAIN_TYPES.add(kind)
+    return False
 
 
 class ScopeState:
@@ -178,6 +195,8 @@ async def solve_dependency(dep: Dependency, ctx: Context) -> Any:
         value = await plan.call(**kwargs)
     elif kind == FUNCTION:
         value = plan.call(**kwargs)
+        if not isinstance(plan.call, type) and returns_awaitable(value):
+            value = await value  # as `unroll` does: a plain def that returned a coroutine
     else:  # a generator: step it to its `yield`; its teardown is registered on `state`
         gen = plan.call(**kwargs)
         value = await anext(gen, _MISS) if kind == ASYNC_GENERATOR else next(gen, _MISS)
