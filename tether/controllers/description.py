@@ -152,9 +152,10 @@ def describe_controller(controller: type[WebSocketController]) -> ControllerInfo
     def hook(compiled: HookPlan | None) -> HookInfo | None:
         if compiled is None:
             return None
-        described = hooks.get(compiled.source)
+        source = compiled.source  # a plain def's own function, not its awaiting wrapper
+        described = hooks.get(source)
         if described is None:
-            described = hooks[compiled.source] = _hook(compiled.name, compiled.source, compiled.params)
+            described = hooks[source] = _hook(compiled.name, source, compiled.params)
         return described
 
     events = {event: hook(plan.routes[event]) for event in sorted(plan.routes)}

@@ -6,7 +6,6 @@ compiled once, when the controller class is defined.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -146,11 +145,3 @@ class Permission:
         self.plan: CallPlan = compile_hook(call, where, allowed=CONNECTION_NAMES, method=False)
         self.is_async = self.plan.kind == COROUTINE
         self.resolve = unroll(self.plan.params, where)
-
-
-def _name_of(call: Any) -> str:
-    """A permission's name in refusals: `check` for `partial(check, ...)` and for `Check()`."""
-    if isinstance(call, functools.partial):
-        return _name_of(call.func)
-    name = getattr(call, "__qualname__", None)
-    return name if isinstance(name, str) else type(call).__qualname__

@@ -9,6 +9,7 @@ signature is found here and raised as `ConfigurationError`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import types
 import typing
@@ -480,8 +481,14 @@ def _kind_of(call: Any) -> int:
 
 
 def name_of(call: Any) -> str:
-    """How errors and logs name a callable (or a generator): its qualified name."""
-    return getattr(call, "__qualname__", None) or repr(call)
+    """How errors and logs name a callable (or a generator): its qualified name.
+
+    `partial(check, ...)` is named `check`, and an instance `Check()` by its class.
+    """
+    while isinstance(call, functools.partial):
+        call = call.func
+    name = getattr(call, "__qualname__", None)
+    return name if isinstance(name, str) else type(call).__qualname__
 
 
 def _where_reserved(name: str) -> str:
