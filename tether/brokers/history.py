@@ -153,7 +153,8 @@ class GroupLog:
             entries = list(self.entries)
             complete = True
         else:
-            entries = self.after(since.offset) if since.epoch == self.epoch else []
+            # Another epoch: what is kept is all there is to read, and it is not complete.
+            entries = self.after(since.offset) if since.epoch == self.epoch else list(self.entries)
             first = entries[0].position.offset if entries else None
             complete, _ = recovery_of(since, self.epoch, self.top, first)
         if limit is not None:
