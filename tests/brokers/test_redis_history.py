@@ -194,3 +194,69 @@ async def test_a_process_that_lost_redis_catches_up_from_the_stream(
             await bob.wait_for(201)
     assert [e["data"] for e in envelopes(bob)] == [*range(200), "live"]
     assert [e["offset"] for e in envelopes(bob)] == list(range(1, 202))
+
+
+async def test_with_persistence_a_redis_restart_loses_nothing_on_any_process(
+    persistent_redis_server: RedisServer, group: str
+) -> None:
+    server = persistent_redis_server
+    options = {"history": HISTORY, "reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
+    async with RedisBroker(server.url, **options) as a, RedisBroker(server.url, **options) as b:
+        alice, bob = Client("alice on A"), Client("bob on B")
+        await a.recover(group, alice.queue, None)
+        await b.recover(group, bob.queue, None)
+        async with running(alice, bob):
+            for i in range(20):
+                await a.publish(group, {"from": "A", "seq": i})
+                await b.publish(group, {"from": "B", "seq": i})
+            await bob.wait_for(40)
+            server.stop()
+            await eventually(lambda: not a.connected and not b.connected)
+            with anyio.fail_after(WAIT):
+                for i in range(20, 40):  # into each process's outbox
+                    await a.publish(group, {"from": "A", "seq": i})
+                    await b.publish(group, {"from": "B", "seq": i})
+            server.start()
+            for i in range(40, 60):
+                await a.publish(group, {"from": "A", "seq": i})
+                await b.publish(group, {"from": "B", "seq": i})
+            await alice.wait_for(120)
+            await bob.wait_for(120)
+    for client in (alice, bob):
+        seen = envelopes(client)
+        assert [e["offset"] for e in seen] == list(range(1, 121)), client.name
+        assert len({e["epoch"] for e in seen}) == 1
+        for node in ("A", "B"):
+            seqs = [e["data"]["seq"] for e in seen if e["data"]["from"] == node]
+            assert seqs == list(range(60)), (client.name, node)
+
+
+async def test_without_persistence_a_redis_restart_starts_a_new_epoch(
+    private_redis_server: RedisServer, group: str
+) -> None:
+    server = private_redis_server
+    options = {"history": HISTORY, "reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
+    async with RedisBroker(server.url, **options) as a, RedisBroker(server.url, **options) as b:
+        alice, bob = Client("alice on A"), Client("bob on B")
+        await a.recover(group, alice.queue, None)
+        await b.recover(group, bob.queue, None)
+        async with running(alice, bob):
+            for i in range(5):
+                await a.publish(group, i)
+            await bob.wait_for(5)
+            old = bob.sent[-1]["position"]
+            server.stop()
+            await eventually(lambda: not a.connected and not b.connected)
+            server.start()
+            await eventually(lambda: a.connected and b.connected)
+            await a.publish(group, "after")
+            await alice.wait_for(6)
+            await bob.wait_for(6)
+        for client in (alice, bob):
+            last = envelopes(client)[-1]
+            assert (last["data"], last["offset"]) == ("after", 1)
+            assert last["epoch"] != old.epoch
+        late = Client("carol on B")
+        result = await b.recover(group, late.queue, old)
+        assert (result.recovered, result.reason) == (False, "epoch")
+        assert result.position == Position(last["epoch"], 1)
