@@ -114,10 +114,11 @@ def new_epoch() -> str:
 class GroupLog:
     """One group's history in process: a bounded ring of entries and the group's position."""
 
-    __slots__ = ("config", "entries", "epoch", "expires", "name", "top")
+    __slots__ = ("config", "entries", "epoch", "expires", "name", "top", "ttl")
 
     def __init__(self, group: str, config: GroupHistory, now: float) -> None:
         self.config = config
+        self.ttl = config.ttl
         self.name = group_json(group)
         self.epoch = new_epoch()
         self.top = 0
@@ -131,11 +132,11 @@ class GroupLog:
 
     def append(self, is_text: bool, data: bytes, now: float) -> HistoryEntry:
         """Give the message the next offset and keep it; return the entry."""
-        self.top += 1
-        position = Position(self.epoch, self.top)
+        self.top = top = self.top + 1
+        position = Position(self.epoch, top)
         entry = HistoryEntry(position, envelope(self.name, position, is_text, data))
         self.entries.append(entry)
-        self.expires = now + self.config.ttl
+        self.expires = now + self.ttl
         return entry
 
     def after(self, offset: int) -> list[HistoryEntry]:

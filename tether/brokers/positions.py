@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tether.frames import dumps, loads
 
@@ -52,13 +52,13 @@ RecoveryFailure = Literal[
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where a message sits in its group's history: `epoch` and `offset`.
 
     `str(position)` is `"<epoch>:<offset>"`, the form a client sends back to
     recover (`Position.parse` reads it). Offsets start at 1; `offset=0` is the
-    position before a group's first message.
+    position before a group's first message. A named tuple: cheap to make
+    once per published message, immutable, hashable.
     """
 
     epoch: str
@@ -107,8 +107,7 @@ NOT_KEPT = Recovery(False, None, reason="no_history")
 """The answer for a group that keeps no history."""
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
+class HistoryEntry(NamedTuple):
     """One message in a group's history: its position and the frame members got."""
 
     position: Position
@@ -159,11 +158,12 @@ def envelope(group: str, position: Position, is_text: bool, data: bytes) -> dict
     `group` is already JSON (see `group_json`). Text and JSON messages go in
     `"data"`; bytes, base64-encoded, in `"bytes"`.
     """
-    head = f'{{"group":{group},"offset":{position.offset},"epoch":"{position.epoch}"'
+    epoch, offset = position
     if is_text:
-        text = f'{head},"data":{data.decode()}}}'
+        text = f'{{"group":{group},"offset":{offset},"epoch":"{epoch}","data":{data.decode()}}}'
     else:
-        text = f'{head},"bytes":"{base64.b64encode(data).decode()}"}}'
+        body = base64.b64encode(data).decode()
+        text = f'{{"group":{group},"offset":{offset},"epoch":"{epoch}","bytes":"{body}"}}'
     return {"type": "websocket.send", "text": text, "position": position}
 
 

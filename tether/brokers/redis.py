@@ -213,6 +213,9 @@ class RedisBroker(Broker):
         Raises `TimeoutError` (and leaves `member` out of `group`) if Redis
         neither confirms nor drops the connection within `timeout`.
         """
+        if self._policy is not None and self._policy.of(group) is not None:
+            await self.recover(group, member, None)  # joins the group's stream, at its end
+            return
         home = self._bind()
         self._table.add(group, member)
         try:
@@ -647,7 +650,8 @@ class RedisBroker(Broker):
                 self._table.add(group, member)
                 return Recovery(recovered, Position(epoch, top), len(replay), reason)
             finally:
-                self._table.discard(group, buffer)
+                if self._table.discard(group, buffer):
+                    self._streams.pop(group, None)  # failed before the member went live
 
     async def _publish_kept(
         self, group: str, config: GroupHistory, message: Any, exclude: Member | None
