@@ -47,6 +47,7 @@ async def test_a_client_that_reconnects_with_its_position_gets_what_it_missed() 
         await bob.receive_json()
         for n in range(1, 4):  # while ada is away
             await bob.send_json({"n": n})
+            assert (await bob.receive_json())["data"] == {"n": n}  # published
     since = f"{first['epoch']}:{first['offset']}"
     async with connect(Room, f"/?since={since}") as ada:
         joined = await ada.receive_json()
