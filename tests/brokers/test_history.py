@@ -141,7 +141,7 @@ async def test_history_is_bounded_in_size_and_forgotten_after_its_ttl() -> None:
         await broker.publish("room", n)
     page = await broker.history("room")
     assert [entry.data for entry in page.entries] == list(range(45, 50))
-    assert len(broker._logs["room"].entries) == 5
+    assert len(broker._logs["room"].frames) == 5
     await anyio.sleep(0.2)  # longer than the ttl: nobody published since
     await broker.publish("other", "sweeps")
     assert "room" not in broker._logs

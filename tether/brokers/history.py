@@ -7,6 +7,8 @@ import secrets
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
+from typing import Any
 
 from tether.brokers.positions import (
     HistoryEntry,
@@ -19,6 +21,7 @@ from tether.brokers.positions import (
 
 __all__ = ["GroupHistory", "HistoryPolicy"]
 
+_new = tuple.__new__
 _CACHE_LIMIT = 10_000  # group names remembered by HistoryPolicy.of before it starts over
 
 
@@ -112,9 +115,13 @@ def new_epoch() -> str:
 
 
 class GroupLog:
-    """One group's history in process: a bounded ring of entries and the group's position."""
+    """One group's history in process: a bounded ring of frames and the group's position.
 
-    __slots__ = ("config", "entries", "epoch", "expires", "name", "top", "ttl")
+    The ring holds the frames members got (each with its `"position"`), so a
+    publish makes nothing it does not deliver; entries are made when read.
+    """
+
+    __slots__ = ("config", "epoch", "expires", "frames", "name", "top", "ttl")
 
     def __init__(self, group: str, config: GroupHistory, now: float) -> None:
         self.config = config
@@ -122,7 +129,7 @@ class GroupLog:
         self.name = group_json(group)
         self.epoch = new_epoch()
         self.top = 0
-        self.entries: deque[HistoryEntry] = deque(maxlen=config.size)
+        self.frames: deque[dict[str, Any]] = deque(maxlen=config.size)
         self.expires = now + config.ttl
 
     @property
@@ -130,35 +137,35 @@ class GroupLog:
         """The position of the group's last message (offset 0 before the first)."""
         return Position(self.epoch, self.top)
 
-    def append(self, is_text: bool, data: bytes, now: float) -> HistoryEntry:
-        """Give the message the next offset and keep it; return the entry."""
+    def append(self, data: str | bytes, now: float) -> dict[str, Any]:
+        """Give the message (made by `encode_data`) the next offset; keep its frame, return it."""
         self.top = top = self.top + 1
-        position = Position(self.epoch, top)
-        entry = HistoryEntry(position, envelope(self.name, position, is_text, data))
-        self.entries.append(entry)
+        # tuple.__new__ skips the named tuple's Python-level __new__: once per publish.
+        frame = envelope(self.name, _new(Position, (self.epoch, top)), data)
+        self.frames.append(frame)
         self.expires = now + self.ttl
-        return entry
+        return frame
 
-    def after(self, offset: int) -> list[HistoryEntry]:
-        """The kept entries with an offset above `offset`, oldest first."""
-        entries = self.entries
-        if not entries or offset >= self.top:
+    def after(self, offset: int) -> list[dict[str, Any]]:
+        """The kept frames with an offset above `offset`, oldest first."""
+        frames = self.frames
+        if not frames or offset >= self.top:
             return []
-        first = entries[0].position.offset
-        start = max(0, offset + 1 - first)
-        return [entries[i] for i in range(start, len(entries))]
+        start = max(0, offset + 1 - frames[0]["position"].offset)
+        return list(islice(frames, start, None))
 
     def read(self, since: Position | None, limit: int | None) -> HistoryPage:
         """The entries after `since`; with `since=None`, the kept ones (the newest `limit`)."""
         if since is None:
-            entries = list(self.entries)
+            frames = list(self.frames)
             complete = True
         else:
             # Another epoch: what is kept is all there is to read, and it is not complete.
-            entries = self.after(since.offset) if since.epoch == self.epoch else list(self.entries)
-            first = entries[0].position.offset if entries else None
+            frames = self.after(since.offset) if since.epoch == self.epoch else list(self.frames)
+            first = frames[0]["position"].offset if frames else None
             complete, _ = recovery_of(since, self.epoch, self.top, first)
         if limit is not None:
             # The newest `limit` without a position ("the last 50"), else the next `limit`.
-            entries = entries[-limit:] if since is None else entries[:limit]
+            frames = frames[-limit:] if since is None else frames[:limit]
+        entries = [HistoryEntry(frame["position"], frame) for frame in frames]
         return HistoryPage(entries, self.position, complete)

@@ -102,15 +102,15 @@ class MemoryBroker(Broker):
                 replay, recovered, reason = [], False, "new"
             else:
                 replay = log.after(since.offset) if since.epoch == log.epoch else []
-                first = replay[0].position.offset if replay else None
+                first = replay[0]["position"].offset if replay else None
                 recovered, reason = recovery_of(since, log.epoch, log.top, first)
                 room = room_for(member)
                 if recovered and room is not None and len(replay) > room:
                     recovered, reason = False, "overflow"
                 if not recovered:
                     replay = []
-            for entry in replay:
-                member.deliver(entry.frame)
+            for frame in replay:
+                member.deliver(frame)
             self._table.add(group, member)
             return Recovery(recovered, log.position, len(replay), reason)
 
@@ -136,11 +136,11 @@ class MemoryBroker(Broker):
     def _publish_kept(
         self, group: str, config: GroupHistory, message: Any, exclude: Member | None
     ) -> None:
-        is_text, data = encode_data(message)
+        data = encode_data(message)
         now = time.monotonic()
         with self._history_lock:
-            entry = self._log(group, config, now).append(is_text, data, now)
-            self._table.deliver(group, entry.frame, exclude)
+            frame = self._log(group, config, now).append(data, now)
+            self._table.deliver(group, frame, exclude)
 
     def _log(self, group: str, config: GroupHistory, now: float) -> GroupLog:
         """The group's live history, made afresh (a new epoch) when missing or expired."""

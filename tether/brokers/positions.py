@@ -140,11 +140,11 @@ class HistoryPage:
     complete: bool
 
 
-def encode_data(message: Any) -> tuple[bool, bytes]:
-    """A message as stored in history: (is_text, JSON text or raw bytes), encoded once."""
+def encode_data(message: Any) -> str | bytes:
+    """A message as history keeps it, encoded once: JSON text, or the raw bytes."""
     if isinstance(message, (bytes, bytearray, memoryview)):
-        return False, bytes(message)
-    return True, dumps(message).encode()
+        return bytes(message)
+    return dumps(message)
 
 
 def group_json(group: str) -> str:
@@ -152,15 +152,15 @@ def group_json(group: str) -> str:
     return dumps(group)
 
 
-def envelope(group: str, position: Position, is_text: bool, data: bytes) -> dict[str, Any]:
+def envelope(group: str, position: Position, data: str | bytes) -> dict[str, Any]:
     """The ASGI message members of a history group receive: the message and its position.
 
-    `group` is already JSON (see `group_json`). Text and JSON messages go in
-    `"data"`; bytes, base64-encoded, in `"bytes"`.
+    `group` is already JSON (see `group_json`); `data` is what `encode_data`
+    made. JSON goes in `"data"`; bytes, base64-encoded, in `"bytes"`.
     """
     epoch, offset = position
-    if is_text:
-        text = f'{{"group":{group},"offset":{offset},"epoch":"{epoch}","data":{data.decode()}}}'
+    if type(data) is str:
+        text = f'{{"group":{group},"offset":{offset},"epoch":"{epoch}","data":{data}}}'
     else:
         body = base64.b64encode(data).decode()
         text = f'{{"group":{group},"offset":{offset},"epoch":"{epoch}","bytes":"{body}"}}'

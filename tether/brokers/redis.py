@@ -656,7 +656,8 @@ class RedisBroker(Broker):
     async def _publish_kept(
         self, group: str, config: GroupHistory, message: Any, exclude: Member | None
     ) -> None:
-        is_text, data = encode_data(message)
+        data = encode_data(message)
+        kind, body = (b"t", data.encode()) if isinstance(data, str) else (b"b", data)
         seq = b"-"
         if exclude is not None:
             self._seq += 1
@@ -664,7 +665,7 @@ class RedisBroker(Broker):
             if len(self._excluded) >= _EXCLUDED_LIMIT:
                 del self._excluded[next(iter(self._excluded))]  # its echo never came back
             self._excluded[seq] = exclude
-        value = b"%s %s %s\n%s" % (self._origin, seq, b"t" if is_text else b"b", data)
+        value = b"%s %s %s\n%s" % (self._origin, seq, kind, body)
         item = (group, config, value)
         if self._outbox or self._down:  # earlier ones wait, or Redis is known down
             self._queue_for_later(item, None)

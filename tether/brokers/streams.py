@@ -98,7 +98,7 @@ class GroupStream:
         header, _, body = value.partition(b"\n")
         origin, seq, kind = header.split(b" ")
         position = Position(epoch, offset)
-        frame = envelope(self.name, position, kind == b"t", body)
+        frame = envelope(self.name, position, body.decode() if kind == b"t" else body)
         return HistoryEntry(position, frame), origin, seq
 
 
