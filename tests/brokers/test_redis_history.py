@@ -260,3 +260,61 @@ async def test_without_persistence_a_redis_restart_starts_a_new_epoch(
         result = await b.recover(group, late.queue, old)
         assert (result.recovered, result.reason) == (False, "epoch")
         assert result.position == Position(last["epoch"], 1)
+
+
+def test_history_works_from_connections_on_another_loop(
+    redis_server: RedisServer, group: str
+) -> None:
+    """As under Starlette's TestClient: the broker lives on one loop, a connection on another."""
+    import threading
+
+    broker = RedisBroker(redis_server.url, history=HISTORY)
+    ready, finish = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    async def first_connection() -> None:  # binds the broker to this thread's loop
+        bob = Client("bob")
+        await broker.recover(group, bob.queue, None)
+        async with running(bob):
+            ready.set()
+            await bob.wait_for(3)
+            await anyio.to_thread.run_sync(finish.wait, WAIT)
+        await broker.unsubscribe_all(bob.queue)
+        results["bob"] = [e["data"] for e in envelopes(bob)]
+        await broker.stop()
+
+    async def second_connection() -> None:  # another loop: forwarded to the broker's
+        start = (await broker.history(group)).position
+        for n in range(3):
+            await broker.publish(group, n)
+        carol = Client("carol")
+        recovery = await broker.recover(group, carol.queue, start)
+        async with running(carol):
+            await carol.wait_for(3)
+        await broker.unsubscribe_all(carol.queue)
+        results["carol"] = (recovery.recovered, [e["data"] for e in envelopes(carol)])
+
+    thread = threading.Thread(target=anyio.run, args=(first_connection,))
+    thread.start()
+    try:
+        assert ready.wait(WAIT)
+        anyio.run(second_connection)
+    finally:
+        finish.set()
+        thread.join(WAIT)
+    assert results == {"bob": [0, 1, 2], "carol": (True, [0, 1, 2])}
+
+
+async def test_more_missed_than_the_queue_holds_is_not_recovered(
+    node_a: RedisBroker, node_b: RedisBroker, group: str
+) -> None:
+    start = (await node_a.history(group)).position
+    for i in range(20):
+        await node_a.publish(group, i)
+    small = Client("small", maxsize=10)
+    result = await node_b.recover(group, small.queue, start)
+    assert (result.recovered, result.reason, result.replayed) == (False, "overflow", 0)
+    async with running(small):
+        await node_a.publish(group, "live")
+        await small.wait_for(1)
+    assert [e["data"] for e in envelopes(small)] == ["live"]  # live from the group's end

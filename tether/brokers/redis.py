@@ -635,18 +635,21 @@ class RedisBroker(Broker):
                         ]
                     first = replay[0].position.offset if replay else None
                     recovered, reason = recovery_of(since, epoch, top, first)
-                    room = room_for(member)
-                    if recovered and room is not None and len(replay) > room:
-                        recovered, reason = False, "overflow"
-                    if not recovered:
-                        replay = []
+                # Live ones after the read (the read's own, and older, are replayed).
+                live = [
+                    frame
+                    for frame in buffer.frames
+                    if frame["position"].epoch != epoch or frame["position"].offset > top
+                ]
+                room = room_for(member)
+                if recovered and room is not None and len(replay) + len(live) > room:
+                    recovered, reason = False, "overflow"
+                if not recovered:
+                    replay = []
                 for entry in replay:
                     member.deliver(entry.frame)
-                # Live ones after the read (the read's own, and older, are replayed).
-                for frame in buffer.frames:
-                    position = frame["position"]
-                    if position.epoch != epoch or position.offset > top:
-                        member.deliver(frame)
+                for frame in live:
+                    member.deliver(frame)
                 self._table.add(group, member)
                 return Recovery(recovered, Position(epoch, top), len(replay), reason)
             finally:
