@@ -11,6 +11,13 @@ offsets. When the hash is missing (first use, expiry, or a Redis that
 restarted without persistence) the script starts a new epoch and an empty
 stream: old positions then answer `recovered=False`.
 
+A script rather than a MULTI pipeline of XADD and PUBLISH: only a script can
+use the offset it just took as the entry's ID and in the payload (XADD's own
+IDs are timestamps, not consecutive offsets), and it was also the cheaper of
+the two when measured. Pub/sub rather than the stream as the fan-out: a
+process is then pushed only the groups it serves, one subscription each,
+instead of re-issuing a blocking XREAD over all of them.
+
 Pub/sub payload of a message with history:
     b"tether2 " + epoch + b" " + offset + b" " + stored value
 Stored value (the stream entry's field `v`):
