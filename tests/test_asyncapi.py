@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -621,12 +622,13 @@ def test_the_page_embeds_the_document_and_loads_nothing() -> None:
     assert json.loads(embedded) == document
 
 
-def test_the_page_renders_channels_operations_and_messages(tmp_path: Path) -> None:
+def rendered(document: dict[str, Any], tmp_path: Path) -> str:
+    """What a browser shows for the page of `document` (its script run in node)."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is needed to run the page's script")
     page = tmp_path / "asyncapi.html"
-    page.write_text(render_page(room_document("starlette")), encoding="utf-8")
+    page.write_text(render_page(document), encoding="utf-8")
     done = subprocess.run(
         [node, str(PARSER_DIR / "render_page.js"), str(page)],
         capture_output=True,
@@ -634,9 +636,41 @@ def test_the_page_renders_channels_operations_and_messages(tmp_path: Path) -> No
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    shown = done.stdout
+    return done.stdout
+
+
+def test_the_page_renders_channels_operations_and_messages(tmp_path: Path) -> None:
+    shown = rendered(room_document("starlette"), tmp_path)
     assert "<code> /api/rooms/{room}/{kind}" in shown
     assert "<h3>  Room.say" in shown and "<span> send" in shown
     assert "<code> shout" in shown and '"const": "shout"' in shown
     assert "<code> x-tenant" in shown
     assert "[object Object]" not in shown
+
+
+def test_the_page_shows_backticked_names_as_code_not_backticks(tmp_path: Path) -> None:
+    document = room_document("starlette")
+    document["info"]["description"] = "Rooms; say `hi`, and a lone ` stays."
+    shown = rendered(document, tmp_path)
+    # One line per element ("<tag> its text"); a schema's JSON lines follow its <pre>.
+    elements = [line for line in shown.splitlines() if re.match(r"\s*<\w+> ", line)]
+    with_backticks = [line for line in elements if "`" in line]
+    assert with_backticks == ["  <p> Rooms; say , and a lone ` stays."]
+    assert "  <p> Rooms; say , and a lone ` stays.\n    <code> hi\n" in shown
+    assert "<p>  Path parameter  (string).\n      <code> {room}\n      <code> room\n" in shown
+    assert "<summary>  application/json —  is .\n" in shown  # `op` is `join`: two code spans
+
+
+def test_the_query_and_header_tables_are_labelled(tmp_path: Path) -> None:
+    shown = rendered(room_document("starlette"), tmp_path)
+    header = "".join(f"        <th> {name}\n" for name in ("name", "type", "required", "default"))
+    header = "      <tr> \n" + header
+    assert (
+        "    <table> \n      <caption> Query parameters\n" + header + "      <tr> \n"
+        "        <td> \n          <code> token\n        <td> string\n        <td> yes\n"
+        "        <td> \n      <tr> \n"
+        "        <td> \n          <code> limit\n        <td> integer\n        <td> no\n"
+        "        <td> \n          <code> 10\n"
+    ) in shown
+    assert "    <table> \n      <caption> Headers\n" + header in shown
+    assert "<h4>" not in shown  # the caption labels each table, no loose heading

@@ -144,7 +144,7 @@ def test_testing_page_example_passes_under_pytest():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert " passed" in result.stdout
+    assert "6 passed" in result.stdout  # three tests, each on asyncio and on trio
 
 
 # -- quickstart.md: uvicorn + the client ----------------------------------------------
@@ -686,3 +686,9 @@ def test_mkdocs_build_strict(tmp_path: Path):
     assert result.returncode == 0, output
     assert "WARNING" not in output, output
     assert (tmp_path / "site" / "index.html").is_file()
+    # The controller's class attributes render as a table, one row each, not one paragraph.
+    reference = (tmp_path / "site" / "reference" / "tether" / "index.html").read_text()
+    attributes = reference[reference.index("Attributes:") :]
+    attributes = attributes[: attributes.index("</table>")]
+    for name in ("encoding", "allowed_origins", "max_concurrency", "outbound_policy"):
+        assert re.search(rf"<tr[^>]*>\s*<td><code>(<span[^>]*>)?{name}<", attributes), name

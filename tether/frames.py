@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import inspect
 import json
 import uuid
 from typing import Any
@@ -25,6 +26,15 @@ __all__ = ["dumps", "encode_frame", "loads"]
 
 
 def _unsupported(value: Any) -> TypeError:
+    # Only the failing path pays for the hint: the encoder calls here for what it cannot encode.
+    if inspect.isawaitable(value):
+        name = getattr(value, "__qualname__", type(value).__name__)
+        if inspect.iscoroutine(value):
+            value.close()  # it can never run now; the error says why, Python need not warn later
+        return TypeError(
+            f"cannot send {type(value).__name__} {name!r} as JSON: did you forget await? "
+            "A hook returned (or published) an awaitable instead of its result."
+        )
     return TypeError(
         f"cannot send {type(value).__name__!r} as JSON: send a str, bytes, dict, list, "
         "dataclass, pydantic model or msgspec Struct, or convert it first"

@@ -4,6 +4,12 @@ from room import app as room_app
 from tether.testing import HandshakeRejected, ServerClosed, connect
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    # Every @pytest.mark.anyio test below runs twice: on asyncio, then on trio.
+    return request.param
+
+
 @pytest.fixture
 def app():
     return room_app

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
 import tether
+from examples.favicon import favicon_route
 from tether import Provide, Query, WebSocketController, WebSocketException, on
 from tether.asyncapi import asyncapi_routes
 from tether.brokers import Broker, GroupHistory, MemoryBroker
@@ -212,7 +213,7 @@ def create_app(
             yield
 
     app = Starlette(
-        routes=[Route("/", chat_page), WebSocketRoute("/ws/{room}", Chat)],
+        routes=[Route("/", chat_page), WebSocketRoute("/ws/{room}", Chat), favicon_route()],
         lifespan=lifespan,
     )
     app.routes.extend(asyncapi_routes(app, **asyncapi_options(host, port)))

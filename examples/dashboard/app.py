@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
 import tether
+from examples.favicon import favicon_route
 from tether import WebSocketController
 from tether.brokers import Broker, MemoryBroker
 
@@ -77,7 +78,7 @@ def create_app(interval: float = 0.5) -> Starlette:
             tasks.cancel_scope.cancel()  # shutdown: stop the producer, then leave
 
     return Starlette(
-        routes=[Route("/", dashboard_page), WebSocketRoute("/ws", Dashboard)],
+        routes=[Route("/", dashboard_page), WebSocketRoute("/ws", Dashboard), favicon_route()],
         lifespan=lifespan,
     )
 

@@ -3,6 +3,7 @@
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from examples.favicon import favicon_route
 from tether import WebSocketController
 
 
@@ -15,4 +16,4 @@ class Echo(WebSocketController):
         return f"echo: {data}"
 
 
-app = Starlette(routes=[WebSocketRoute("/ws", Echo)])
+app = Starlette(routes=[WebSocketRoute("/ws", Echo), favicon_route()])

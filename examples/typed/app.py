@@ -15,6 +15,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from examples.favicon import favicon_route
 from tether import DecodeError, WebSocket, WebSocketController, on
 from tether.asyncapi import asyncapi_routes
 
@@ -149,5 +150,5 @@ class Todo(WebSocketController):
         await self.websocket.send_text(msgspec.json.encode(reply).decode())
 
 
-app = Starlette(routes=[WebSocketRoute("/ws", Todo)])
+app = Starlette(routes=[WebSocketRoute("/ws", Todo), favicon_route()])
 app.routes.extend(asyncapi_routes(app, title="tether typed example", version="1.0.0"))

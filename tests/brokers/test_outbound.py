@@ -10,7 +10,8 @@ import pytest
 from broker_helpers import Client, accepted_websocket, running
 
 from tether import WebSocketState
-from tether.brokers import CLOSE_TRY_AGAIN_LATER, OutboundQueue
+from tether.brokers import OutboundQueue
+from tether.close_codes import TRY_AGAIN_LATER
 
 pytestmark = pytest.mark.anyio
 
@@ -73,9 +74,9 @@ async def test_close_policy_closes_the_connection_with_1013() -> None:
         await client.queue.run()  # returns by itself after sending the close
     assert client.queue.overflowed
     assert client.sent == [
-        {"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": "outbound queue full"}
+        {"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": "outbound queue full"}
     ]
-    assert CLOSE_TRY_AGAIN_LATER == 1013
+    assert TRY_AGAIN_LATER == 1013
 
 
 async def test_with_its_websocket_the_queue_stops_once_the_app_closed() -> None:

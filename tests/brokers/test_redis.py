@@ -14,7 +14,8 @@ import pytest
 import redis.asyncio
 from broker_helpers import WAIT, Client, running
 
-from tether.brokers import CLOSE_TRY_AGAIN_LATER, RedisBroker
+from tether.brokers import RedisBroker
+from tether.close_codes import TRY_AGAIN_LATER
 from tether.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -209,7 +210,7 @@ async def test_a_slow_consumer_is_closed_with_1013(
     with anyio.fail_after(WAIT):
         await slow.queue.run()
     assert slow.queue.overflowed
-    assert slow.sent[-1]["code"] == CLOSE_TRY_AGAIN_LATER
+    assert slow.sent[-1]["code"] == TRY_AGAIN_LATER
     assert fast.texts == [str(i) for i in range(100)]
 
 

@@ -396,3 +396,58 @@ async def test_a_value_only_a_message_scoped_dependency_reads_is_checked_at_conn
     async with connect(PerMessage, "/?token=t") as ws:
         await ws.send_text("hi")
         assert await ws.receive_text() == "hi:t"
+
+
+class Message(WebSocketController):
+    async def on_receive(self, message):  # type: ignore[no-untyped-def]
+        ...
+
+
+class Msg(WebSocketController):
+    async def on_receive(self, msg: str) -> None: ...
+
+
+class Code(WebSocketController):
+    async def on_disconnect(self, code: int) -> None: ...
+
+
+class Reason(WebSocketController):
+    async def on_disconnect(self, reason: str) -> None: ...
+
+
+class Ws(WebSocketController):
+    async def on_connect(self, ws: object) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("controller", "reason"),
+    [
+        (Message, "path parameter 'message' is required; did you mean 'data'?"),
+        (Msg, "path parameter 'msg' is required; did you mean 'data'?"),
+        (Code, "path parameter 'code' is required; did you mean 'close_code'?"),
+        (Reason, "path parameter 'reason' is required; did you mean 'close_reason'?"),
+        (Ws, "path parameter 'ws' is required; did you mean 'websocket'?"),
+    ],
+)
+async def test_a_refusal_names_the_reserved_name_a_parameter_likely_meant(
+    controller: type[WebSocketController], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tether")
+    with pytest.raises(HandshakeRejected) as refused:
+        async with connect(controller, "/"):
+            pass
+    assert refused.value.status == 403
+    assert refused.value.reason == reason
+    logged = f"{controller.__name__} refused a connection: {reason}"
+    assert any(r.getMessage() == logged for r in caplog.records)
+
+
+async def test_a_route_that_has_the_value_serves_the_same_name() -> None:
+    class Rooms(WebSocketController):
+        async def on_receive(self, data: str, message: str) -> str:
+            return f"{message}: {data}"
+
+    app = Starlette(routes=[WebSocketRoute("/ws/{message}", Rooms)])
+    async with AppClient(app) as client, client.connect("/ws/motd") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "motd: hi"

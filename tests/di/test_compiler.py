@@ -1,7 +1,8 @@
 """Signatures tether cannot serve are refused when the class is defined, with a clear message."""
 
+import dataclasses
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends
@@ -201,3 +202,50 @@ def test_errors_deep_in_the_graph_name_the_path_from_the_hook() -> None:
 
         class Deep(WebSocketController):
             async def on_connect(self, dep: str = Provide(wants_fastapi)) -> None: ...
+
+
+# -- a reserved value asked for under another name ------------------------------------
+
+
+@dataclasses.dataclass
+class ChatMessage:
+    text: str
+
+
+@pytest.mark.parametrize(
+    ("annotation", "shown"),
+    [
+        (ChatMessage, "ChatMessage"),
+        (dict, "dict"),
+        (list[int], "list[int]"),
+        (ChatMessage | None, "ChatMessage | None"),
+    ],
+)
+def test_a_message_under_another_name_is_refused_when_no_path_could_hold_it(
+    annotation: Any, shown: str
+) -> None:
+    async def on_receive(self: Any, message: annotation) -> None: ...  # type: ignore[valid-type]
+
+    with pytest.raises(ConfigurationError) as refused:
+        type("Chat", (WebSocketController,), {"on_receive": on_receive})
+    assert str(refused.value) == (
+        f"Chat.on_receive, parameter 'message': {shown} cannot come from the path; "
+        "did you mean 'data'? Rename 'message' to 'data' to receive the message."
+    )
+
+
+def test_a_routed_handler_is_checked_the_same_way() -> None:
+    with raises_configuration_error("Chat.say, parameter 'payload'", "did you mean 'data'?"):
+
+        class Chat(WebSocketController):
+            @on("say")
+            async def say(self, payload: ChatMessage) -> None: ...
+
+
+def test_a_name_that_could_be_a_path_parameter_is_left_for_the_route() -> None:
+    class Chat(WebSocketController):
+        async def on_receive(self, data: str, message: str) -> None: ...
+
+        async def on_disconnect(self, code: int) -> None: ...
+
+    assert Chat  # `/ws/{message}/{code:int}` would serve it

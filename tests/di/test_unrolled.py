@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tether import Provide, Query, override
-from tether.di import CallPlan, ConfigurationError, Context, ScopeState, compile_hook, solve
+from tether.di import CallPlan, ConfigurationError, Context, ScopeState, solve
 from tether.di._unrolled import unroll
-from tether.di.compiler import CONNECTION_NAMES
+from tether.di.compiler import CONNECTION_NAMES, compile_hook
 from tether.di.resolver import app_scope
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tether.asyncapi.discovery import Endpoint, find_endpoints
-from tether.asyncapi.handshake import Handshake, hints_of, read_handshake
+from tether.asyncapi.handshake import Handshake, read_handshake
 from tether.asyncapi.schemas import (
     UNTYPED,
     SchemaRegistry,
@@ -25,7 +25,7 @@ from tether.asyncapi.schemas import (
     union_members,
     value_schema,
 )
-from tether.controllers._plan import HookPlan
+from tether.controllers.description import ControllerInfo, HookInfo, describe_controller
 from tether.di.conversion import unwrap_annotated
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -117,20 +117,22 @@ class _Channel:
         self.id = channel_id
         self.channel = channel
         self.cls = cls
+        self.info: ControllerInfo = describe_controller(cls)
         self.sent: list[str] = []
 
     def describe(self) -> None:
-        plan = self.cls._plan
-        by_handler: dict[str, tuple[HookPlan, list[str]]] = {}
-        for event, hook in sorted(plan.routes.items()):
+        info = self.info
+        by_handler: dict[str, tuple[HookInfo, list[str]]] = {}
+        for event, hook in info.events.items():
             by_handler.setdefault(hook.name, (hook, []))[1].append(event)
         for hook, events in by_handler.values():
             data = _data_annotation(hook)
             messages = [self._event_message(event, data, hook.name) for event in events]
             self._receive(hook, messages)
-        if plan.receive is not None:
-            self._receive(plan.receive, self._data_messages(plan.receive, routed=bool(plan.routes)))
-        for annotation in self.cls.sends:
+        if info.on_receive is not None:
+            messages = self._data_messages(info.on_receive, routed=bool(info.events))
+            self._receive(info.on_receive, messages)
+        for annotation in info.sends:
             for key in self._value_messages(annotation, f"{self.cls.__name__}.sends"):
                 self._sending(key)
         if self.sent:
@@ -146,12 +148,12 @@ class _Channel:
 
     # -- operations ---------------------------------------------------------------
 
-    def _receive(self, hook: HookPlan, messages: list[str]) -> None:
+    def _receive(self, hook: HookInfo, messages: list[str]) -> None:
         operation: dict[str, Any] = {"action": "receive", "channel": self._channel_ref()}
         _set(operation, "title", hook.name)
-        _set(operation, "description", _doc(hook.func))
+        _set(operation, "description", _doc(hook.function))
         operation["messages"] = [self._message_ref(key) for key in messages]
-        replies = self._value_messages(_return_annotation(hook), f"{hook.name}, return value")
+        replies = self._value_messages(hook.returns, f"{hook.name}, return value")
         if replies:
             operation["reply"] = {
                 "channel": self._channel_ref(),
@@ -178,7 +180,7 @@ class _Channel:
 
     def _event_message(self, event: str, data: Any, where: str) -> str:
         """A routed message: its event key is a `const`, the rest is `data`'s schema."""
-        key = self.cls.event_key
+        key = self.info.event_key
         pinned = {
             "type": "object",
             "properties": {key: {"type": "string", "const": event}},
@@ -192,18 +194,18 @@ class _Channel:
         summary = f"`{key}` is `{event}`."
         return self._message(event, event, payload, JSON, summary=summary)
 
-    def _data_messages(self, hook: HookPlan, *, routed: bool) -> list[str]:
+    def _data_messages(self, hook: HookInfo, *, routed: bool) -> list[str]:
         """The messages `on_receive` takes, from its `data` annotation and the encoding."""
         data = _data_annotation(hook)
         base = unwrap_annotated(data)[0]
-        encoding = "json" if routed else self.cls.encoding
+        encoding = "json" if routed else self.info.encoding
         if routed and (typing.get_origin(base) or base) is dict:
             base = Any  # a routed fallback gets every other JSON object
         if base in UNTYPED or base in (str, bytes):
             if encoding == "json":  # parsed, but not validated
                 summary = "Any JSON message."
                 if routed:
-                    summary = f"Any JSON message whose `{self.cls.event_key}` has no handler."
+                    summary = f"Any JSON message whose `{self.info.event_key}` has no handler."
                 return [self._message("message", "message", {}, JSON, summary=summary)]
             if encoding == "text" or base is str:
                 return [self._text()]
@@ -307,14 +309,9 @@ def _bindings(handshake: Handshake) -> dict[str, Any] | None:
     return {"ws": binding}
 
 
-def _data_annotation(hook: HookPlan) -> Any:
-    if hook.data_name is None:
-        return inspect.Parameter.empty
-    return hints_of(hook.func).get("data", inspect.Parameter.empty)
-
-
-def _return_annotation(hook: HookPlan) -> Any:
-    return hints_of(hook.func).get("return", inspect.Parameter.empty)
+def _data_annotation(hook: HookInfo) -> Any:
+    data = hook.data
+    return inspect.Parameter.empty if data is None else data.annotation
 
 
 def _doc(obj: Any) -> str | None:

@@ -22,6 +22,7 @@ import typing
 import uuid
 from typing import Any, Literal, Union
 
+from tether.controllers.codecs import UNTYPED, mentions_pydantic
 from tether.di.conversion import strip_optional, unwrap_annotated
 
 REF_PREFIX = "#/components/schemas/"
@@ -43,7 +44,6 @@ _SIMPLE: dict[Any, dict[str, Any]] = {
     datetime.date: {"type": "string", "format": "date"},
     datetime.time: {"type": "string", "format": "time"},
 }
-UNTYPED = (inspect.Parameter.empty, Any, object)
 
 
 def component_name(name: str) -> str:
@@ -98,7 +98,7 @@ class SchemaRegistry:
         simple = _SIMPLE.get(base)
         if simple is not None:
             return dict(simple)
-        if not _mentions_pydantic(annotation):
+        if not mentions_pydantic(annotation):
             try:
                 return self._from_msgspec(annotation)
             except (ImportError, TypeError):
@@ -165,18 +165,6 @@ def _adapt(node: Any, renames: dict[str, str]) -> Any:
         else:
             out[key] = _adapt(value, renames)
     return out
-
-
-def _mentions_pydantic(annotation: Any, depth: int = 0) -> bool:
-    if depth > 8:
-        return False
-    target = annotation if isinstance(annotation, type) else type(annotation)
-    if any(c.__module__.partition(".")[0] == "pydantic" for c in target.__mro__):
-        return True
-    parts = typing.get_args(annotation)
-    if typing.get_origin(annotation) is typing.Annotated:
-        parts = (annotation.__origin__, *annotation.__metadata__)
-    return any(_mentions_pydantic(part, depth + 1) for part in parts)
 
 
 # -- handshake values (query parameters, headers, path parameters) ------------------

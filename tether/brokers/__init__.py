@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tether.brokers.base import Broker, Member
 from tether.brokers.history import GroupHistory
 from tether.brokers.memory import MemoryBroker
-from tether.brokers.outbound import CLOSE_TRY_AGAIN_LATER, OutboundQueue
+from tether.brokers.outbound import OutboundQueue
 from tether.brokers.positions import HistoryEntry, HistoryPage, Position, Recovery
 from tether.frames import encode_frame
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from tether.brokers.redis import RedisBroker
 
 __all__ = [
-    "CLOSE_TRY_AGAIN_LATER",
     "Broker",
     "GroupHistory",
     "HistoryEntry",

@@ -86,11 +86,6 @@ class GroupTable:
         with self._lock:
             return list(self._groups)
 
-    def groups_of(self, member: Member) -> set[str]:
-        """The groups `member` belongs to."""
-        with self._lock:
-            return set(self._memberships.get(id(member), ()))
-
     def __contains__(self, group: object) -> bool:
         return group in self._groups
 

@@ -14,13 +14,13 @@ from typing import Any, Literal
 import anyio
 from starlette.websockets import WebSocket, WebSocketState
 
+from tether._running_loop import running_asyncio_loop
 from tether.brokers._eager import Resume, start_send
+from tether.close_codes import TRY_AGAIN_LATER
 
-__all__ = ["CLOSE_TRY_AGAIN_LATER", "OutboundQueue"]
+__all__ = ["OutboundQueue"]
 
-CLOSE_TRY_AGAIN_LATER = 1013
-"""Close code sent when the `"close"` policy gives up on a slow client."""
-OVERFLOWED = "outbound queue full"  # that close's reason
+OVERFLOWED = "outbound queue full"  # the reason of the close the `"close"` policy sends
 
 OverflowPolicy = Literal["drop_oldest", "close"]
 CONNECTED = WebSocketState.CONNECTED
@@ -194,7 +194,7 @@ class OutboundQueue:
         # Under asyncio a bare future is the cheapest wake-up (about a third of
         # an anyio Event's cost); a fan-out pays it once per member whose send
         # could not start at once (see deliver).
-        loop = _running_asyncio_loop()
+        loop = running_asyncio_loop()
         if loop is not None:
             self._loop, self._task = loop, asyncio.current_task()
             self._context = contextvars.copy_context()
@@ -239,10 +239,10 @@ class OutboundQueue:
         websocket = self._websocket
         if websocket is None:
             await self._send(
-                {"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": OVERFLOWED}
+                {"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": OVERFLOWED}
             )
         elif websocket.application_state is CONNECTED:  # through its state machine
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, OVERFLOWED)
+            await websocket.close(TRY_AGAIN_LATER, OVERFLOWED)
 
     def _wake(self) -> None:
         self._waiting = False
@@ -262,14 +262,6 @@ def _release(waiter: asyncio.Future[None] | anyio.Event | None) -> None:
             waiter.set_result(None)
     elif waiter is not None:
         waiter.set()
-
-
-def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or None under another backend (trio)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _threadsafe_caller(callback: Callable[[], None]) -> Callable[[], None]:

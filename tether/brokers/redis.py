@@ -15,6 +15,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
+from tether._running_loop import running_asyncio_loop
 from tether.brokers.base import Broker, Member
 from tether.brokers.groups import GroupTable
 from tether.brokers.history import GroupHistory, HistoryPolicy, new_epoch
@@ -328,13 +329,13 @@ class RedisBroker(Broker):
     # -- event loop ownership ---------------------------------------------
 
     def _current_loop(self) -> asyncio.AbstractEventLoop:
-        try:
-            return asyncio.get_running_loop()
-        except RuntimeError:
+        loop = running_asyncio_loop()
+        if loop is None:
             raise RuntimeError(
                 "RedisBroker needs asyncio (redis.asyncio is asyncio-only); "
                 "under trio use MemoryBroker, or run the app on asyncio"
-            ) from None
+            )
+        return loop
 
     def _bind(self) -> bool:
         """Make sure the reader runs; return True if the caller is on the broker's loop."""

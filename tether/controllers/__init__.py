@@ -1,7 +1,18 @@
-"""Controllers: the class users subclass, its dispatch loop, `@on` routing and codecs."""
+"""Controllers: the class users subclass, its dispatch loop, `@on` routing and codecs.
+
+`describe_controller` gives a read-only description of a controller class
+(its hooks, events, parameters and `sends`), for documentation and tooling.
+"""
 
 from tether.controllers.codecs import DecodeError
 from tether.controllers.controller import WebSocketController
+from tether.controllers.description import (
+    ControllerInfo,
+    DependencyInfo,
+    HookInfo,
+    ParameterInfo,
+    describe_controller,
+)
 from tether.controllers.errors import WebSocketDisconnect, WebSocketException
 from tether.controllers.lifespan import lifespan
 from tether.controllers.limits import RateLimit
@@ -9,13 +20,18 @@ from tether.controllers.routing import on
 from tether.controllers.websocket import WebSocket, WebSocketState
 
 __all__ = [
+    "ControllerInfo",
     "DecodeError",
+    "DependencyInfo",
+    "HookInfo",
+    "ParameterInfo",
     "RateLimit",
     "WebSocket",
     "WebSocketController",
     "WebSocketDisconnect",
     "WebSocketException",
     "WebSocketState",
+    "describe_controller",
     "lifespan",
     "on",
 ]

@@ -7,6 +7,7 @@ connects, which per call, and how a message becomes its `data`.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from tether.controllers.codecs import (
 from tether.controllers.guards import OriginPolicy, Permission
 from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
+from tether.controllers.unawaited import refuse_unawaited_calls
 from tether.di._unrolled import unroll
 from tether.di.compiler import (
     CONNECTION,
@@ -36,6 +38,22 @@ from tether.di.compiler import (
 CONNECT_NAMES = CONNECTION_NAMES
 RECEIVE_NAMES = CONNECTION_NAMES | {"data"}
 DISCONNECT_NAMES = CONNECTION_NAMES | {"close_code", "close_reason"}
+
+# The `on_*` names a controller may define; any other `on_*` method needs `@on`.
+HOOK_NAMES = ("on_connect", "on_receive", "on_disconnect", "on_decode_error", "on_error")
+# Names the peers use for the same hooks, which difflib would not match.
+_PEER_HOOK_NAMES = {
+    "on_accept": "on_connect",
+    "on_open": "on_connect",
+    "on_connected": "on_connect",
+    "on_message": "on_receive",
+    "on_text": "on_receive",
+    "on_bytes": "on_receive",
+    "on_json": "on_receive",
+    "on_close": "on_disconnect",
+    "on_closed": "on_disconnect",
+    "on_exception": "on_error",
+}
 
 
 class HookPlan:
@@ -56,10 +74,10 @@ class HookPlan:
         "func",
         "is_async",
         "name",
+        "params",
         "per_call",
         "resolve_per_call",
         "resolve_static",
-        "returns",
         "static",
     )
 
@@ -67,7 +85,7 @@ class HookPlan:
         self.func = func
         self.name = name
         self.is_async = inspect.iscoroutinefunction(func)
-        params = plan.params
+        params = self.params = plan.params  # every parameter, in signature order
         self.static: tuple[Param, ...] = tuple(p for p in params if p.level < MESSAGE)
         varying = tuple(p for p in params if p.level == MESSAGE)
         self.data_name = "data" if any(p.name == "data" for p in varying) else None
@@ -82,7 +100,6 @@ class HookPlan:
         self.checks = tuple(_request_values(varying))
         self.decode: Callable[[dict[str, Any]], Any] | None = None
         self.convert: Callable[[Any], Any] | None = None
-        self.returns: Any = inspect.signature(func).return_annotation
 
 
 class ControllerPlan:
@@ -191,6 +208,7 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
     encoding = cls.encoding
     if encoding not in ENCODINGS:
         raise ConfigurationError(f"{owner}.encoding must be one of {ENCODINGS}, got {encoding!r}")
+    refuse_unawaited_calls(cls)
 
     def hook(name: str, allowed: frozenset[str]) -> HookPlan | None:
         func = getattr(cls, name, None)
@@ -202,6 +220,8 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
     routes: dict[str, HookPlan] = {}
     for attr in dir(cls):
         func = getattr(cls, attr, None)
+        if attr.startswith("on_") and attr not in HOOK_NAMES and not events_of(func):
+            _refuse_unknown_hook(owner, attr, func)
         for event in events_of(func):
             where = f"{owner}.{attr}"
             plan = HookPlan(func, where, compile_hook(func, where, allowed=RECEIVE_NAMES))
@@ -226,6 +246,21 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
         if hook is not None
     ) or any(_has_connection_dependency(p.plan.params) for p in plan.permissions)
     return plan
+
+
+def _refuse_unknown_hook(owner: str, attr: str, func: Any) -> None:
+    """A misspelled hook would never be called: refuse it, naming the hook it likely meant."""
+    if not callable(func):
+        return  # a constant such as `on_error_reason = "oops"` is not a hook
+    meant = _PEER_HOOK_NAMES.get(attr) or next(
+        iter(difflib.get_close_matches(attr, HOOK_NAMES, n=1)), None
+    )
+    hint = f"did you mean {meant}? " if meant else ""
+    raise ConfigurationError(
+        f"{owner}.{attr} is not a hook, so tether would never call it: {hint}"
+        f"The hooks are {', '.join(HOOK_NAMES)}. To route an event to it, decorate it "
+        f'with @on("event"); for a helper, pick a name without the on_ prefix (e.g. _{attr}).'
+    )
 
 
 def _compile_guards(cls: Any, plan: ControllerPlan) -> None:

@@ -22,6 +22,8 @@ from typing import Any
 
 import anyio
 
+from tether._running_loop import running_asyncio_loop
+
 try:  # anyio's record of which cancel scope encloses each asyncio task
     from anyio._backends._asyncio import _task_states
 except ImportError:  # pragma: no cover - a future anyio; then every teardown is shielded
@@ -32,19 +34,11 @@ _NOTHING_TO_HOLD_OFF: AbstractContextManager[Any] = nullcontext()
 
 def teardown_shield() -> AbstractContextManager[Any]:
     """A context manager under which teardown runs to the end, whatever is cancelled."""
-    if _task_states is None or ("trio" in sys.modules and not _on_asyncio()):
+    # Asked only where trio is loaded: asking asyncio costs a system call (getpid).
+    if _task_states is None or ("trio" in sys.modules and running_asyncio_loop() is None):
         return anyio.CancelScope(shield=True)  # trio's shields are its own
     if _task_states.data:  # some task has a record (its dict, not the slower mapping): this one?
         state = _task_states.get(asyncio.current_task())
         if state is not None and getattr(state, "cancel_scope", True) is not None:
             return anyio.CancelScope(shield=True)
     return _NOTHING_TO_HOLD_OFF
-
-
-def _on_asyncio() -> bool:
-    # Asked only where trio is loaded: asking asyncio costs a system call (getpid).
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True

@@ -16,11 +16,16 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from tether.di.conversion import unwrap_annotated
-from tether.frames import encode_frame, loads
+from tether.close_codes import INVALID_PAYLOAD, UNSUPPORTED_DATA
+from tether.di.conversion import identity, unwrap_annotated
+
+# Re-exported under its old name for controller.py, which still imports it from here.
+from tether.frames import encode_frame as encode_reply  # noqa: F401
+from tether.frames import loads
 
 try:
     import msgspec
+    import msgspec.inspect
 except ImportError:  # pragma: no cover - the msgspec extra is optional
     msgspec = None  # type: ignore[assignment]
 
@@ -28,10 +33,6 @@ Message = dict[str, Any]
 Decoder = Callable[[Message], Any]
 
 ENCODINGS = ("text", "bytes", "json", None)
-
-# Close codes a decoder reports.
-UNSUPPORTED_DATA = 1003
-INVALID_PAYLOAD = 1007
 
 
 class DecodeError(Exception):
@@ -49,14 +50,10 @@ class DecodeError(Exception):
         self.reason = reason
 
 
-def encode_reply(value: Any) -> Message:
-    """The ASGI message for a hook's return value (see `tether.frames.encode_frame`)."""
-    return encode_frame(value)
-
-
 # -- decoding ---------------------------------------------------------------------
 
-_RAW = (inspect.Parameter.empty, Any, object)
+UNTYPED = (inspect.Parameter.empty, Any, object)
+"""Annotations that say nothing about a value: it is taken as it comes."""
 
 
 def compile_decoder(encoding: str | None, annotation: Any) -> Decoder:
@@ -74,7 +71,7 @@ def compile_decoder(encoding: str | None, annotation: Any) -> Decoder:
         frame = _bytes_frame
     else:
         frame = _any_frame
-    if base in _RAW or base is str or base is bytes or _is_str_or_bytes(base):
+    if base in UNTYPED or base is str or base is bytes or _is_str_or_bytes(base):
         if encoding == "json":
             return _parsing(frame, loads)
         return frame
@@ -97,7 +94,7 @@ def compile_validator(annotation: Any) -> Callable[[str | bytes], Any]:
         return _checking(loads, base)
     backend = _backend_for(annotation)
     if backend == "msgspec":
-        return msgspec.json.Decoder(annotation).decode
+        return _filling(msgspec.json.Decoder(annotation).decode, annotation)
     from pydantic import TypeAdapter
 
     return TypeAdapter(annotation).validate_json
@@ -106,26 +103,37 @@ def compile_validator(annotation: Any) -> Callable[[str | bytes], Any]:
 def compile_converter(annotation: Any) -> Callable[[Any], Any]:
     """Validate an already-parsed JSON value into `annotation` (for `@on` handlers)."""
     if annotation is inspect.Parameter.empty:
-        return _identity
+        return identity
     base = unwrap_annotated(annotation)[0]
-    if base in _RAW:
-        return _identity
+    if base in UNTYPED:
+        return identity
     if base in (dict, list, str, int, float, bool):
-        return _checking(_identity, base)
+        return _checking(identity, base)
     if _backend_for(annotation) == "msgspec":
-        return lambda value: msgspec.convert(value, annotation)
+        return _filling(lambda value: msgspec.convert(value, annotation), annotation)
     from pydantic import TypeAdapter
 
     return TypeAdapter(annotation).validate_python
 
 
+def _filling(decode: Callable[[Any], Any], annotation: Any) -> Callable[[Any], Any]:
+    """`decode`, then the dataclass defaults msgspec left out put back (see dataclass_defaults)."""
+    from tether.controllers.dataclass_defaults import whole
+
+    return whole(decode, annotation)
+
+
 def _backend_for(annotation: Any) -> str:
-    if _mentions(annotation, _is_pydantic):
+    if mentions_pydantic(annotation):
         return "pydantic"
+    plain: list[type] = []
     if msgspec is not None:
         try:
             msgspec.json.Decoder(annotation)
-            return "msgspec"
+            # msgspec accepts any class, and then fails on every message without a dec_hook.
+            plain = _custom_types(msgspec.inspect.type_info(annotation))
+            if not plain:
+                return "msgspec"
         except TypeError:
             pass  # e.g. a union of dataclasses: pydantic can discriminate it
     try:
@@ -138,33 +146,57 @@ def _backend_for(annotation: Any) -> str:
             "pip install 'tether[msgspec]' or 'tether[pydantic]'"
         ) from None
     except Exception as exc:
+        if plain:
+            raise TypeError(
+                f"no installed library can validate messages into {plain[0].__qualname__}, "
+                "a plain class; make it a dataclass, TypedDict, msgspec Struct or pydantic model"
+            ) from exc
         raise TypeError(f"cannot validate messages into {annotation!r}: {exc}") from exc
     return "pydantic"
 
 
-def _is_pydantic(tp: Any) -> bool:
-    module = type(tp).__module__ if not isinstance(tp, type) else tp.__module__
-    if module.startswith("pydantic"):
-        return True
-    return isinstance(tp, type) and any(c.__module__.startswith("pydantic") for c in tp.__mro__[1:])
+def _custom_types(info: Any, seen: set[int] | None = None) -> list[type]:
+    """The classes in a msgspec type description that msgspec cannot decode by itself."""
+    seen = set() if seen is None else seen
+    if id(info) in seen:  # a recursive type
+        return []
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.CustomType):
+        return [info.cls]
+    found = []
+    for name in getattr(info, "__struct_fields__", ()):
+        value = getattr(info, name)
+        for part in value if isinstance(value, tuple) else (value,):
+            if isinstance(part, msgspec.inspect.Field):
+                part = part.type
+            if isinstance(part, msgspec.inspect.Type):
+                found += _custom_types(part, seen)
+    return found
 
 
-def _mentions(annotation: Any, predicate: Callable[[Any], bool], depth: int = 0) -> bool:
+def mentions_pydantic(annotation: Any, depth: int = 0) -> bool:
+    """Whether pydantic must handle `annotation`: it is, holds or is annotated with pydantic's.
+
+    True for a pydantic model (or a subclass of one) anywhere in the type,
+    its arguments or its `Annotated` metadata (a `Field(...)`, say): such
+    types are validated, and described in AsyncAPI, by pydantic.
+    """
     if depth > 8:
         return False
-    if predicate(annotation):
+    target = annotation if isinstance(annotation, type) else type(annotation)
+    if any(_from_pydantic(cls.__module__) for cls in target.__mro__):
         return True
-    return any(_mentions(arg, predicate, depth + 1) for arg in _parts(annotation))
-
-
-def _parts(annotation: Any) -> tuple[Any, ...]:
     if typing.get_origin(annotation) is typing.Annotated:
-        return (*getattr(annotation, "__metadata__", ()), annotation.__origin__)
-    return typing.get_args(annotation)
+        parts = (annotation.__origin__, *annotation.__metadata__)
+    else:
+        parts = typing.get_args(annotation)
+    return any(mentions_pydantic(part, depth + 1) for part in parts)
 
 
-def _identity(value: Any) -> Any:
-    return value
+def _from_pydantic(module: str) -> bool:
+    # pydantic itself and its own packages (pydantic_core, pydantic_extra_types, ...).
+    package = module.partition(".")[0]
+    return package == "pydantic" or package.startswith("pydantic_")
 
 
 def _checking(parse: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:

@@ -64,8 +64,9 @@ class WebSocketController:
     Write any of `on_connect`, `on_receive` and `on_disconnect` (async or
     plain `def`); each receives what its signature asks for. The class is an
     ASGI app: mount it in Starlette, FastAPI, Lilya or serve it directly.
+    The class attributes below configure it; subclasses inherit them.
 
-    Class attributes (all inherited by subclasses):
+    Attributes:
         encoding: `"text"`, `"bytes"`, `"json"` or `None` (data as received).
         event_key: the key `@on` routing reads from JSON messages (`"type"`).
         websocket_class: the `WebSocket` class to build (a subclass of tether's).

@@ -16,6 +16,7 @@ from tether.di.compiler import (
     CallPlan,
     ConfigurationError,
     compile_hook,
+    name_of,
 )
 
 
@@ -92,7 +93,7 @@ class Permission:
     def __init__(self, call: Callable[..., Any], owner: str) -> None:
         if not callable(call):
             raise ConfigurationError(f"{owner}.permissions: {call!r} is not callable")
-        self.name = getattr(call, "__qualname__", repr(call))
+        self.name = name_of(call)
         where = f"{owner}.permissions[{self.name}]"
         self.plan: CallPlan = compile_hook(call, where, allowed=CONNECTION_NAMES, method=False)
         self.is_async = self.plan.kind == COROUTINE

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-MESSAGE_TOO_BIG = 1009
-POLICY_VIOLATION = 1008
+# Re-exported for controller.py, which still imports it from here.
+from tether.close_codes import MESSAGE_TOO_BIG  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,17 @@ the signal to the server's own handler.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import threading
 from typing import Any
 
 import anyio
 
+from tether._running_loop import running_asyncio_loop
+from tether.close_codes import GOING_AWAY
 from tether.controllers.errors import close_quietly
 from tether.controllers.websocket import WebSocket
 
-GOING_AWAY = 1001
 GRACE_SECONDS = 5.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -70,9 +70,8 @@ async def close_sessions_on_signal(task_status: Any = anyio.TASK_STATUS_IGNORED)
 def _install(caught: list[tuple[Any, int, Any]], arrived: anyio.Event) -> dict[int, Any] | None:
     if threading.current_thread() is not threading.main_thread():
         return None
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
+    loop = running_asyncio_loop()
+    if loop is None:
         return None
     previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
 

@@ -8,6 +8,8 @@ from typing import Any
 from starlette.websockets import WebSocket as StarletteWebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from tether.close_codes import NORMAL_CLOSURE
+
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState", "truncate_reason"]
 
 CONNECTING = WebSocketState.CONNECTING
@@ -81,7 +83,7 @@ class WebSocket(StarletteWebSocket):
         self.accepted = True
         self.subprotocol = subprotocol
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    async def close(self, code: int = NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Close with `code`; before accept, the server refuses the handshake (403)."""
         reason = truncate_reason(reason)
         self.close_code, self.close_reason = code, reason

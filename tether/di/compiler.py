@@ -8,7 +8,9 @@ signature is found here and raised as `ConfigurationError`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -48,6 +50,25 @@ CONNECTION_NAMES = frozenset(n for n, level in RESERVED.items() if level == CONN
 # What a dependency may ask for: everything but on_disconnect's own values.
 DEPENDENCY_NAMES = frozenset(RESERVED) - {"close_code", "close_reason"}
 
+# Names a newcomer gives a reserved value (Starlette's `on_receive(self, websocket, data)`
+# and `on_disconnect(self, websocket, close_code)` spell them differently elsewhere).
+LIKELY_MEANT: dict[str, str] = {
+    "message": "data",
+    "msg": "data",
+    "payload": "data",
+    "body": "data",
+    "text": "data",
+    "content": "data",
+    "code": "close_code",
+    "status": "close_code",
+    "status_code": "close_code",
+    "reason": "close_reason",
+    "ws": "websocket",
+    "socket": "websocket",
+    "conn": "websocket",
+    "connection": "websocket",
+}
+
 _FOREIGN_MARKER_MODULES = frozenset({"fastapi", "litestar", "lilya", "esmerald", "ravyn"})
 
 
@@ -64,9 +85,17 @@ class ParameterError(Exception):
 
 
 class Param:
-    """One parameter of a plan: its name, level and how to get its value."""
+    """One parameter of a plan: its name, level and how to get its value.
 
-    __slots__ = ("dependency", "get", "level", "name")
+    `source`, `key` and `default` only describe it (for
+    `tether.controllers.describe_controller`): where the value comes from
+    (`"reserved"`, `"query"`, `"header"`, `"cookie"`, `"path"` or
+    `"dependency"`), its name there (a header's in lowercase), and what a
+    missing value becomes (`inspect.Parameter.empty`: the connection is refused).
+    Resolving reads only `get` and `dependency`.
+    """
+
+    __slots__ = ("default", "dependency", "get", "key", "level", "name", "source")
 
     def __init__(
         self,
@@ -74,15 +103,26 @@ class Param:
         level: int,
         get: Callable[[Any], Any] | None = None,
         dependency: Dependency | None = None,
+        *,
+        source: str = "reserved",
+        key: str | None = None,
+        default: Any = inspect.Parameter.empty,
     ) -> None:
         self.name = name
         self.level = level
         self.get = get
         self.dependency = dependency
+        self.source = source
+        self.key = key
+        self.default = default
 
 
 class CallPlan:
-    """How to call one callable: its kind and the plan of each parameter."""
+    """How to call one callable: its kind and the plan of each parameter.
+
+    What `compile_dependency` returns; pass its `params` to `solve`, and
+    call `call` with the result.
+    """
 
     __slots__ = ("call", "kind", "level", "name", "needs", "params")
 
@@ -90,7 +130,7 @@ class CallPlan:
         self.call = call
         self.kind = kind
         self.params = params
-        self.name = getattr(call, "__qualname__", None) or repr(call)
+        self.name = name_of(call)
         self.level = max((p.level for p in params), default=APP)
         self.needs: frozenset[str] = frozenset().union(
             *(
@@ -121,7 +161,7 @@ def compile_dependency(call: Callable[..., Any], stack: tuple[Any, ...] = ()) ->
     """
     plan = _plans.get(call)
     if plan is None:
-        plan = _plans[call] = _compile(call, _name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
+        plan = _plans[call] = _compile(call, name_of(call), allowed=DEPENDENCY_NAMES, stack=stack)
     return plan
 
 
@@ -196,15 +236,36 @@ def _compile_param(
                 f"{at}: {name!r} is not available here; it is passed to "
                 f"{_where_reserved(name)} only."
             )
-        return Param(name, RESERVED[name], _RESERVED_GETTERS[name])
+        return Param(name, RESERVED[name], _RESERVED_GETTERS[name], key=name)
     if isinstance(base, type) and issubclass(base, StarletteWebSocket):
-        return Param(name, CONNECTION, _RESERVED_GETTERS["websocket"])
+        return Param(name, CONNECTION, _RESERVED_GETTERS["websocket"], key="websocket")
     if isinstance(marker, Provide):
         dependency = _compile_provide(marker, at, stack)
-        return Param(name, LEVELS[marker.scope], dependency=dependency)
+        return Param(name, LEVELS[marker.scope], dependency=dependency, source="dependency")
     if marker is not None:
-        return Param(name, CONNECTION, _request_getter(marker, name, base, default, at))
-    return _path_or_default(name, base, default, at)
+        assert isinstance(marker, (Query, Header, Cookie))
+        if marker.default is not Required:
+            default = marker.default
+        key = marker.alias or name
+        if isinstance(marker, Header) and marker.alias is None:
+            key = name.replace("_", "-")
+        getter = _request_getter(marker, key, base, default, at)
+        if isinstance(marker, Header):
+            return Param(
+                name, CONNECTION, getter, source="header", key=key.lower(), default=default
+            )
+        source = "cookie" if isinstance(marker, Cookie) else "query"
+        return Param(name, CONNECTION, getter, source=source, key=key, default=default)
+    meant = LIKELY_MEANT.get(name)
+    if meant not in allowed:
+        meant = None
+    elif default is inspect.Parameter.empty and _is_structured(base):
+        # No path convertor yields a model or a container: this is the message, misnamed.
+        raise ConfigurationError(
+            f"{at}: {_type_name(base)} cannot come from the path; did you mean {meant!r}? "
+            f"Rename {name!r} to {meant!r} to receive the {_reserved_meaning(meant)}."
+        )
+    return _path_or_default(name, base, default, at, meant)
 
 
 def _marker_of(default: Any, meta: tuple[Any, ...], at: str) -> tuple[Marker | None, Any]:
@@ -228,7 +289,7 @@ def _marker_of(default: Any, meta: tuple[Any, ...], at: str) -> tuple[Marker | N
 def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Dependency:
     call = marker.dependency
     if call in stack:
-        cycle = " -> ".join(_name_of(c) for c in (*stack[stack.index(call) :], call))
+        cycle = " -> ".join(name_of(c) for c in (*stack[stack.index(call) :], call))
         raise ConfigurationError(f"{at}: dependency cycle {cycle}.")
     try:
         plan = compile_dependency(call, stack)
@@ -246,15 +307,11 @@ def _compile_provide(marker: Provide, at: str, stack: tuple[Any, ...]) -> Depend
     return Dependency(plan, level, marker.use_cache)
 
 
-def _request_getter(marker: Marker, name: str, base: Any, default: Any, at: str) -> Callable:
+def _request_getter(marker: Marker, key: str, base: Any, default: Any, at: str) -> Callable:
+    """The getter of a query, header or cookie value named `key` (empty `default`: required)."""
     assert isinstance(marker, (Query, Header, Cookie))
-    if marker.default is not Required:
-        default = marker.default
-    elif default is inspect.Parameter.empty:
+    if default is inspect.Parameter.empty:
         default = Required
-    key = marker.alias or name
-    if isinstance(marker, Header) and marker.alias is None:
-        key = name.replace("_", "-")
     many = is_list_annotation(base)
     if many and isinstance(marker, Cookie):
         raise ConfigurationError(f"{at}: a cookie has one value; drop the list annotation.")
@@ -294,7 +351,46 @@ def _request_getter(marker: Marker, name: str, base: Any, default: Any, at: str)
     return _converting(lookup, convert, default, label)
 
 
-def _path_or_default(name: str, base: Any, default: Any, at: str) -> Param:
+def _is_structured(annotation: Any) -> bool:
+    """Whether `annotation` is a model or a container: what messages hold, never a path."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_structured(arg) for arg in typing.get_args(annotation))
+    base = origin or annotation
+    if base in (dict, list, tuple, set):
+        return True
+    return isinstance(base, type) and (
+        dataclasses.is_dataclass(base)
+        or typing.is_typeddict(base)
+        or hasattr(base, "__struct_fields__")  # msgspec.Struct
+        or hasattr(base, "model_fields")  # pydantic
+    )
+
+
+def _type_name(annotation: Any) -> str:
+    """`annotation` as the user wrote it: `list[Item]`, `Item | None`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is not None and args:
+        return f"{_type_name(origin)}[{', '.join(_type_name(arg) for arg in args)}]"
+    return getattr(annotation, "__qualname__", None) or repr(annotation)
+
+
+def _reserved_meaning(name: str) -> str:
+    return {
+        "data": "message",
+        "close_code": "close code",
+        "close_reason": "close reason",
+        "websocket": "websocket",
+    }[name]
+
+
+def _path_or_default(
+    name: str, base: Any, default: Any, at: str, meant: str | None = None
+) -> Param:
     convert = _converter(base, at)
     required = default is inspect.Parameter.empty
     fallback = Required if required else default
@@ -304,16 +400,23 @@ def _path_or_default(name: str, base: Any, default: Any, at: str) -> Param:
             return None
         return ctx.websocket.scope.get("path_params", _EMPTY).get(name)
 
-    getter = _converting(lookup, convert, fallback, f"path parameter {name!r}")
+    hint = f"; did you mean {meant!r}?" if meant else ""
+    getter = _converting(lookup, convert, fallback, f"path parameter {name!r}", hint)
     # Without a default the value can only come from a connection's route.
-    return Param(name, CONNECTION if required else APP, getter)
+    return Param(
+        name, CONNECTION if required else APP, getter, source="path", key=name, default=default
+    )
 
 
 _EMPTY: Mapping[str, Any] = {}
 
 
 def _converting(
-    lookup: Callable[[Any], Any], convert: Callable[[Any], Any], default: Any, label: str
+    lookup: Callable[[Any], Any],
+    convert: Callable[[Any], Any],
+    default: Any,
+    label: str,
+    hint: str = "",
 ) -> Callable[[Any], Any]:
     if convert is identity:  # a str: nothing to convert, nothing that can fail
 
@@ -321,7 +424,7 @@ def _converting(
             raw = lookup(ctx)
             if raw is None:
                 if default is Required:
-                    raise ParameterError(f"{label} is required")
+                    raise ParameterError(f"{label} is required{hint}")
                 return default
             return raw
 
@@ -331,12 +434,12 @@ def _converting(
         raw = lookup(ctx)
         if raw is None:
             if default is Required:
-                raise ParameterError(f"{label} is required")
+                raise ParameterError(f"{label} is required{hint}")
             return default
         try:
             return convert(raw)
         except (ValueError, TypeError) as exc:
-            raise ParameterError(f"{label}: {exc}") from None
+            raise ParameterError(f"{label}: {exc}{hint}") from None
 
     return get
 
@@ -376,7 +479,8 @@ def _kind_of(call: Any) -> int:
     return FUNCTION
 
 
-def _name_of(call: Any) -> str:
+def name_of(call: Any) -> str:
+    """How errors and logs name a callable (or a generator): its qualified name."""
     return getattr(call, "__qualname__", None) or repr(call)
 
 

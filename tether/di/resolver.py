@@ -24,6 +24,7 @@ from tether.di.compiler import (
     Dependency,
     Param,
     compile_dependency,
+    name_of,
 )
 
 logger = logging.getLogger("tether")
@@ -32,7 +33,13 @@ _MISS = object()
 
 
 class ScopeState:
-    """The values resolved in one scope instance, and their teardowns."""
+    """The values resolved in one scope instance, and their teardowns.
+
+    Make one per connection (and one per hook call for message-scoped
+    dependencies), pass it in a `Context`, and `await state.aclose()` when
+    the scope ends. App-scoped values live in one process-wide state that
+    `tether.lifespan` tears down.
+    """
 
     __slots__ = ("cache", "exits")
 
@@ -68,14 +75,10 @@ class ScopeState:
                     continue
                 if not isinstance(raised, Exception):
                     raise
-                logger.exception("teardown of dependency %s raised", _gen_name(gen))
+                logger.exception("teardown of dependency %s raised", name_of(gen))
                 continue
-            logger.error("dependency %s yielded more than once; closing it", _gen_name(gen))
+            logger.error("dependency %s yielded more than once; closing it", name_of(gen))
             await gen.aclose() if is_async else gen.close()
-
-
-def _gen_name(gen: Any) -> str:
-    return getattr(gen, "__qualname__", None) or repr(gen)
 
 
 # The process-wide scope of `scope="app"` dependencies.
@@ -83,7 +86,14 @@ app_scope = ScopeState()
 
 
 class Context:
-    """What a resolution can draw on: the connection and the open scopes."""
+    """What a resolution can draw on: the connection and the open scopes.
+
+    `Context(websocket, connection)` gives `solve` the websocket whose scope
+    the query, header, cookie and path values are read from, and the
+    `ScopeState` of connection-scoped dependencies. Set `message` to a
+    `ScopeState` to resolve message-scoped ones, and `data`, `close_code`
+    and `close_reason` for the parameters of those names.
+    """
 
     __slots__ = (
         "close_code",
