@@ -32,10 +32,12 @@ class GroupHistory:
     The history lives `ttl` seconds after the group's last publish (as
     Centrifugo's `history_ttl`): a group nobody publishes to forgets it, and
     a recovery then answers `recovered=False`. `size` bounds it in messages
-    (a `RedisBroker` trims approximately, so it may keep slightly more).
+    (a `RedisBroker` trims approximately, so it may keep slightly more). The
+    defaults: 1,024 messages (what a connection's outbound queue holds by
+    default, so a whole history can be replayed), 300 seconds.
     """
 
-    size: int = 1000
+    size: int = 1024  # as many as a connection's outbound queue holds by default
     ttl: float = 300.0
 
     def __post_init__(self) -> None:

@@ -592,7 +592,7 @@ class RedisBroker(Broker):
         key = group.encode()
         reply = await self._read_script(
             keys=[self._prefix + b"epoch:" + key, self._prefix + b"history:" + key],
-            args=[new_epoch(), int(config.ttl * 1000), expected or "", after, count],
+            args=[new_epoch(), round(config.ttl * 1e3), expected or "", after, count],
         )
         return read_reply(reply)
 
@@ -701,7 +701,7 @@ class RedisBroker(Broker):
         key = group.encode()
         await self._publish_kept_script(
             keys=[self._prefix + b"epoch:" + key, self._prefix + b"history:" + key],
-            args=[self._prefix + key, new_epoch(), config.size, int(config.ttl * 1000), value],
+            args=[self._prefix + key, new_epoch(), config.size, round(config.ttl * 1e3), value],
         )
 
     async def _flush_outbox(self, *, quiet: bool = False) -> None:
