@@ -617,6 +617,39 @@ async def test_groups_outbound_policy_close_sends_1013():
     assert Tiny.broker.groups() == []
 
 
+# -- delivery.md ------------------------------------------------------------------------------
+
+
+@covers("durable")
+@pytest.mark.anyio
+async def test_durable_rooms_recover_what_a_client_missed():
+    app = load("durable").app
+    async with connect(app, "/ws/lobby") as ada:
+        welcome = await ada.receive_json()
+        assert (welcome["recovered"], welcome["reason"]) == (False, "new")
+        await ada.send_json({"text": "hi"})
+        hi = await ada.receive_json()
+        assert hi == {
+            "group": "room:lobby",
+            "offset": 1,
+            "epoch": hi["epoch"],
+            "data": {"text": "hi"},
+        }
+    async with connect(app, "/ws/lobby") as bob:
+        await bob.receive_json()
+        for text in ("are", "you there?"):  # while ada is away
+            await bob.send_json({"text": text})
+            await bob.receive_json()
+    async with connect(app, f"/ws/lobby?since={hi['epoch']}:{hi['offset']}") as ada:
+        frames = [await ada.receive_json() for _ in range(3)]
+        [welcome] = [f for f in frames if f.get("type") == "welcome"]
+        assert (welcome["recovered"], welcome["position"]) == (True, f"{hi['epoch']}:3")
+        assert [f["data"]["text"] for f in frames if "data" in f] == ["are", "you there?"]
+    async with connect(app, "/ws/lobby?since=not-a-position") as eve:
+        welcome = await eve.receive_json()
+        assert (welcome["recovered"], welcome["reason"]) == (False, "malformed")
+
+
 # -- asyncapi.md ------------------------------------------------------------------------------
 
 

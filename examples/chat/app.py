@@ -7,7 +7,9 @@
 
 Groups go through an in-process `MemoryBroker`; give `create_app` a Redis URL
 (or set `TETHER_REDIS_URL`) and they go through Redis, so that several
-processes serve one chat.
+processes serve one chat. With `history=True` (or `TETHER_CHAT_HISTORY=1`)
+rooms keep their last messages: a page that lost its connection comes back
+with `?since=<its last position>` and gets what it missed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import tether
 from examples.favicon import favicon_route
 from tether import Provide, Query, WebSocketController, WebSocketException, on
 from tether.asyncapi import asyncapi_routes
-from tether.brokers import Broker, MemoryBroker
+from tether.brokers import Broker, GroupHistory, MemoryBroker
 
 # -- the messages ----------------------------------------------------------------------
 
@@ -68,6 +70,19 @@ class IsTyping(msgspec.Struct, tag_field="type", tag="typing"):
     nick: str
 
 
+class CaughtUp(msgspec.Struct, tag_field="type", tag="recovery"):
+    """Server to client, first, in rooms with history: did the client get all it missed?
+
+    `recovered` is False on a first visit or when the gap was too old: the
+    page starts the room afresh. `position` is the room's position to
+    resume from if no message arrives before the next reconnect.
+    """
+
+    recovered: bool
+    missed: int
+    position: str
+
+
 # -- the controller --------------------------------------------------------------------
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,20}")
@@ -93,13 +108,22 @@ def room_name(room: str) -> str:
 class ChatRoom(WebSocketController):
     """A chat room: what one member says reaches every member of the room."""
 
-    sends = [Said, Joined, Left, IsTyping]
+    sends = [Said, Joined, Left, IsTyping, CaughtUp]
 
     async def on_connect(
-        self, nick: str = Provide(nickname), room: str = Provide(room_name)
+        self,
+        nick: str = Provide(nickname),
+        room: str = Provide(room_name),
+        since: str | None = Query(None),
     ) -> None:
         self.nick, self.group = nick, f"room:{room}"
-        await self.join(self.group)  # returns once subscribed: nothing after it is missed
+        # Returns once subscribed: nothing after it is missed. In a room with
+        # history, what came after `since` (the page's last position) comes first.
+        result = await self.join(self.group, since=since)
+        if result.position is not None:
+            await self.websocket.accept()
+            caught = CaughtUp(result.recovered, result.replayed, str(result.position))
+            await self.websocket.send_text(msgspec.json.encode(caught).decode())
         await self.publish(self.group, Joined(nick=nick, room=room))
 
     @on("say")
@@ -126,13 +150,20 @@ async def chat_page(request: Request) -> HTMLResponse:
     return HTMLResponse(PAGE)
 
 
-def make_broker(redis_url: str | None) -> Broker:
-    """A `RedisBroker` when given a URL (groups span processes), else an in-process one."""
+ROOM_HISTORY = {"room:*": GroupHistory(size=1000, ttl=600)}  # per room: 1,000 lines, 10 min
+
+
+def make_broker(redis_url: str | None, *, history: bool = False) -> Broker:
+    """A `RedisBroker` when given a URL (groups span processes), else an in-process one.
+
+    With `history`, rooms keep their last messages so that clients can recover.
+    """
+    kept = ROOM_HISTORY if history else None
     if redis_url:
         from tether.brokers import RedisBroker  # needs the redis extra
 
-        return RedisBroker(redis_url)
-    return MemoryBroker()
+        return RedisBroker(redis_url, history=kept)
+    return MemoryBroker(history=kept)
 
 
 def page_origins(host: str, port: int) -> list[str]:
@@ -154,21 +185,27 @@ def asyncapi_options(host: str = "127.0.0.1", port: int = 8000) -> dict[str, Any
 
 
 def create_app(
-    port: int = 8000, *, redis_url: str | None = None, host: str = "127.0.0.1"
+    port: int = 8000,
+    *,
+    redis_url: str | None = None,
+    host: str = "127.0.0.1",
+    history: bool = False,
 ) -> Starlette:
     """Build the chat app for a server listening on `host:port`.
 
     The port decides which origins may open the WebSocket: only the chat's
     own page (`http://127.0.0.1:PORT` or `http://localhost:PORT`) is allowed,
     so another site cannot connect in its visitors' name. `redis_url` switches
-    groups to Redis, which several processes (`--workers`) need.
+    groups to Redis, which several processes (`--workers`) need. `history`
+    makes rooms keep their last messages, so a page that reconnects with its
+    last position gets what it missed (see docs/protocol.md).
     """
 
     class Chat(ChatRoom):
         """Chat rooms at `/ws/{room}?nick=NAME`: what one member says reaches the room."""
 
         allowed_origins = page_origins(host, port)
-        broker = make_broker(redis_url)
+        broker = make_broker(redis_url, history=history)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -184,11 +221,13 @@ def create_app(
 
 
 def app_from_env() -> Starlette:
-    """`create_app()` configured by `TETHER_CHAT_HOST`, `TETHER_CHAT_PORT`, `TETHER_REDIS_URL`."""
+    """`create_app()` configured by `TETHER_CHAT_HOST`, `TETHER_CHAT_PORT`,
+    `TETHER_REDIS_URL` and `TETHER_CHAT_HISTORY` (`1`: rooms keep history)."""
     return create_app(
         int(os.environ.get("TETHER_CHAT_PORT", "8000")),
         redis_url=os.environ.get("TETHER_REDIS_URL") or None,
         host=os.environ.get("TETHER_CHAT_HOST", "127.0.0.1"),
+        history=os.environ.get("TETHER_CHAT_HISTORY") == "1",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from broker_helpers import PersistentRedisServer
 
 from tether.testing.redis import RedisServer
 
@@ -20,4 +21,11 @@ def redis_server() -> Iterator[RedisServer]:
 def private_redis_server() -> Iterator[RedisServer]:
     """A redis-server of the test's own, for tests that stop and restart it."""
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def persistent_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own that keeps its data when stopped and started again."""
+    with PersistentRedisServer() as server:
         yield server

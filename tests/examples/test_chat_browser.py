@@ -156,3 +156,47 @@ async def test_two_tabs_chat_and_a_foreign_page_is_refused(
                     assert "mallory" not in log and "sent from another site" not in log
             finally:
                 await browser.close()
+
+
+@pytest.mark.anyio
+async def test_with_history_the_page_reconnects_and_recovers_what_it_missed(
+    serve_example: Callable[..., int], redis_server
+):
+    import json
+
+    from websockets.asyncio.client import connect as ws_connect
+
+    port = serve_example("chat", "--redis", redis_server.url, "--history")
+    other = serve_example("chat", "--redis", redis_server.url, "--history")
+    with anyio.fail_after(120):
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000
+            )
+            try:
+                context = await browser.new_context()
+                context.set_default_timeout(WAIT_MS)
+                ada = await context.new_page()
+                await join(ada, f"http://127.0.0.1:{port}/", "ada", "durable")
+                bob_url = f"ws://127.0.0.1:{other}/ws/durable?nick=bob"
+                async with ws_connect(bob_url, max_queue=None) as bob:
+                    await ada.locator("#log li.notice", has_text="bob joined").wait_for()
+                    await say(ada, "before the drop")
+                    await said(ada, "ada", "before the drop").wait_for()
+
+                    # The connection drops (as a network failure would look to the page);
+                    # the page comes back in 1 s from the last position it saw.
+                    await ada.evaluate("socket.close(4000)")
+                    for number in range(5):
+                        await bob.send(json.dumps({"type": "say", "text": f"missed {number}"}))
+                    await ada.locator("#log li.notice", has_text="Caught up").wait_for()
+                    await said(ada, "bob", "missed 4").wait_for()
+                    await bob.send(json.dumps({"type": "say", "text": "live again"}))
+                    await said(ada, "bob", "live again").wait_for()
+                lines = await ada.locator("#log li.said").all_inner_texts()
+                assert [line for line in lines if "missed" in line] == [
+                    f"bobmissed {number}" for number in range(5)
+                ]  # each once, in order, after what the page already showed
+                assert lines[0] == "adabefore the drop"
+            finally:
+                await browser.close()

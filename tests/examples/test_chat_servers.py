@@ -27,14 +27,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 15.0
 
 
-def chat_client(port: int, nick: str, room: str = "lobby", **options: Any) -> Any:
+def chat_client(
+    port: int, nick: str, room: str = "lobby", since: str | None = None, **options: Any
+) -> Any:
     """A `websockets` connection to the chat on `port`, as `nick`, in `room`.
 
     `max_queue=None`: a client that leaves more than `max_queue` (16) messages
     unread stops reading its socket, and its close then waits `close_timeout`
     (10 s) for a close frame queued behind them; tests read only what they check.
     """
-    url = f"ws://127.0.0.1:{port}/ws/{room}?nick={nick}"
+    url = f"ws://127.0.0.1:{port}/ws/{room}?nick={nick}" + (f"&since={since}" if since else "")
     return ws_client(url, max_queue=None, **options)
 
 
@@ -136,3 +138,44 @@ def test_workers_without_redis_is_a_usage_error():
     )
     assert result.returncode == 2
     assert "--workers needs --redis URL" in result.stderr
+
+
+async def next_in_room(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    """The next room message of type `kind` in a room with history: its envelope."""
+    with anyio.fail_after(TIMEOUT):
+        for _ in range(1000):
+            frame = json.loads(await ws.recv())
+            if frame.get("data", {}).get("type") == kind:
+                return frame
+    raise AssertionError(f"no {kind!r} envelope among the next 1000")
+
+
+@pytest.mark.anyio
+async def test_with_history_a_page_that_reconnects_gets_what_it_missed(
+    serve_example: Callable[..., int], redis_server
+):
+    port_a = serve_example("chat", "--redis", redis_server.url, "--history")
+    port_b = serve_example("chat", "--redis", redis_server.url, "--history")
+    room = "recovery"
+    async with chat_client(port_b, "bob", room) as bob:
+        first = json.loads(await bob.recv())
+        assert (first["type"], first["recovered"]) == ("recovery", False)  # a first visit
+        async with chat_client(port_a, "ada", room) as ada:
+            await next_in_room(bob, "joined")
+            await say(ada, "before the drop")
+            last = await next_in_room(ada, "said")
+        since = f"{last['epoch']}:{last['offset']}"  # what the page keeps
+        await next_in_room(bob, "left")
+        for number in range(20):  # on the other process, while ada is away
+            await say(bob, f"missed {number}")
+        for _ in range(20):
+            await next_in_room(bob, "said")
+
+        async with chat_client(port_a, "ada", room, since=since) as ada:
+            frames = [json.loads(await ada.recv()) for _ in range(23)]  # + the answer, left, joined
+            [answer] = [f for f in frames if f.get("type") == "recovery"]
+            said = [f["data"]["text"] for f in frames if f.get("data", {}).get("type") == "said"]
+            offsets = [f["offset"] for f in frames if "offset" in f]
+    assert (answer["recovered"], answer["missed"]) == (True, 21)  # ada's own leave notice too
+    assert said == [f"missed {number}" for number in range(20)]
+    assert offsets == list(range(last["offset"] + 1, last["offset"] + 23))  # + ada's own joined

@@ -4,6 +4,11 @@
 processes and machines and needs the `redis` extra (`pip install tether[redis]`),
 imported only when `RedisBroker` is first used. `OutboundQueue` is the bounded
 per-connection buffer a member wraps around its ASGI `send`.
+
+With `history=GroupHistory(...)` a broker keeps each group's recent messages:
+every message gets a `Position`, and `join(group, since=position)` replays what
+a reconnecting client missed (`Recovery`); `broker.history()` reads it
+(`HistoryPage` of `HistoryEntry`).
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tether.brokers.base import Broker, Member
+from tether.brokers.history import GroupHistory
 from tether.brokers.memory import MemoryBroker
 from tether.brokers.outbound import OutboundQueue
+from tether.brokers.positions import HistoryEntry, HistoryPage, Position, Recovery
 from tether.frames import encode_frame
 
 if TYPE_CHECKING:
@@ -20,9 +27,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Broker",
+    "GroupHistory",
+    "HistoryEntry",
+    "HistoryPage",
     "Member",
     "MemoryBroker",
     "OutboundQueue",
+    "Position",
+    "Recovery",
     "RedisBroker",
     "encode_frame",
 ]

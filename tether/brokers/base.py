@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from tether.brokers.positions import NOT_KEPT, HistoryPage, Position, Recovery
+
+if TYPE_CHECKING:
+    from tether.brokers.history import GroupHistory
 
 __all__ = ["Broker", "Member"]
 
@@ -71,6 +76,36 @@ class Broker(ABC):
         publish. Messages from one publisher to one group arrive at every
         member in publish order.
         """
+
+    def history_of(self, group: str) -> GroupHistory | None:
+        """The history `group` keeps (its broker's `history=` setting), or None."""
+        return None
+
+    async def recover(self, group: str, member: Member, since: Position | None) -> Recovery:
+        """Subscribe `member` to `group`, first delivering what it missed after `since`.
+
+        For a group that keeps history: every message after `since` that is
+        still kept is delivered to `member`, in order, then live ones, with
+        no gap and no duplicate at the seam; the answer says whether that was
+        everything (`recovered`) and the group's position. When it was not
+        (see `RecoveryFailure`), nothing is replayed and `member` goes live
+        from the group's current position. `since=None` replays nothing and
+        answers the position. For a group without history this is
+        `subscribe` and answers `recovered=False, reason="no_history"`.
+        """
+        await self.subscribe(group, member)
+        return NOT_KEPT
+
+    async def history(
+        self, group: str, *, since: Position | None = None, limit: int | None = None
+    ) -> HistoryPage:
+        """Read `group`'s kept messages after `since`, oldest first, at most `limit`.
+
+        Without `since`, the kept messages (the newest `limit` of them). For
+        a group without history, an empty page with `position=None`. Raises
+        `ValueError` for a `limit` that is not a positive int.
+        """
+        return HistoryPage([], None, False)
 
     async def start(self) -> None:
         """Connect now instead of on first use (call from an app's lifespan startup)."""

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from tether.brokers.base import Broker, Member
 from tether.brokers.groups import GroupTable
+from tether.brokers.history import GroupHistory, GroupLog, HistoryPolicy
+from tether.brokers.positions import (
+    NOT_KEPT,
+    HistoryPage,
+    Position,
+    Recovery,
+    check_limit,
+    encode_data,
+    recovery_of,
+    room_for,
+)
 from tether.frames import encode_frame
 
 __all__ = ["MemoryBroker"]
+
+_SWEEP_EVERY = 1.0  # seconds between looks for expired histories, at most
 
 
 class MemoryBroker(Broker):
@@ -20,11 +36,26 @@ class MemoryBroker(Broker):
     Delivery is a plain call to each member's `deliver`, so `publish` costs one
     encode plus one call per member and never waits for a slow one.
 
+    `history=` makes groups keep their recent messages (see `GroupHistory`):
+    a bounded ring per group, in this process, forgotten `ttl` seconds after
+    the group's last publish. Each broker instance starts new epochs, so a
+    position from before a restart answers `recovered=False`.
+
     To fan out across processes or machines, use `RedisBroker`.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, history: GroupHistory | Mapping[str, GroupHistory | None] | None = None
+    ) -> None:
+        """`history`: which groups keep history (see `HistoryPolicy`); None keeps none."""
         self._table = GroupTable()
+        self._policy = HistoryPolicy(history) if history is not None else None
+        self._logs: dict[str, GroupLog] = {}
+        # Appending to a history and delivering happen together, so a recovering
+        # member's replay and its first live message never overlap or leave a gap.
+        self._history_lock = threading.Lock()
+        self._next_sweep = 0.0
+        self._sweep_every = min(_SWEEP_EVERY, self._policy.shortest_ttl if self._policy else 1.0)
 
     async def subscribe(self, group: str, member: Member) -> None:
         """Add `member` to `group`; confirmed as soon as this returns."""
@@ -44,9 +75,55 @@ class MemoryBroker(Broker):
         Delivery is synchronous: when this returns, every member's queue holds
         the message. It does not yield to the event loop (a yield would cost
         more than the fan-out to a small group); a job that publishes in a
-        tight loop should `await anyio.sleep(0)` now and then.
+        tight loop should `await anyio.sleep(0)` now and then. In a group that
+        keeps history the message is kept first, and members get it in its
+        envelope.
         """
+        if self._policy is not None:
+            config = self._policy.of(group)
+            if config is not None:
+                self._publish_kept(group, config, message, exclude)
+                return
         self._table.deliver(group, encode_frame(message), exclude)
+
+    def history_of(self, group: str) -> GroupHistory | None:
+        """The history `group` keeps, or None."""
+        return None if self._policy is None else self._policy.of(group)
+
+    async def recover(self, group: str, member: Member, since: Position | None) -> Recovery:
+        """Subscribe `member`, first delivering what it missed after `since` (see `Broker`)."""
+        config = self.history_of(group)
+        if config is None:
+            self._table.add(group, member)
+            return NOT_KEPT
+        with self._history_lock:
+            log = self._log(group, config, time.monotonic())
+            if since is None:
+                replay, recovered, reason = [], False, "new"
+            else:
+                replay = log.after(since.offset) if since.epoch == log.epoch else []
+                first = replay[0]["position"].offset if replay else None
+                recovered, reason = recovery_of(since, log.epoch, log.top, first)
+                room = room_for(member)
+                if recovered and room is not None and len(replay) > room:
+                    recovered, reason = False, "overflow"
+                if not recovered:
+                    replay = []
+            for frame in replay:
+                member.deliver(frame)
+            self._table.add(group, member)
+            return Recovery(recovered, log.position, len(replay), reason)
+
+    async def history(
+        self, group: str, *, since: Position | None = None, limit: int | None = None
+    ) -> HistoryPage:
+        """Read `group`'s history (see `Broker.history`)."""
+        check_limit(limit)
+        config = self.history_of(group)
+        if config is None:
+            return HistoryPage([], None, False)
+        with self._history_lock:
+            return self._log(group, config, time.monotonic()).read(since, limit)
 
     def groups(self) -> list[str]:
         """The groups that have at least one member."""
@@ -55,3 +132,23 @@ class MemoryBroker(Broker):
     def members(self, group: str) -> tuple[Member, ...]:
         """The members of `group` right now."""
         return self._table.members(group)
+
+    def _publish_kept(
+        self, group: str, config: GroupHistory, message: Any, exclude: Member | None
+    ) -> None:
+        data = encode_data(message)
+        now = time.monotonic()
+        with self._history_lock:
+            frame = self._log(group, config, now).append(data, now)
+            self._table.deliver(group, frame, exclude)
+
+    def _log(self, group: str, config: GroupHistory, now: float) -> GroupLog:
+        """The group's live history, made afresh (a new epoch) when missing or expired."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_every
+            for name in [name for name, log in self._logs.items() if log.expires <= now]:
+                del self._logs[name]
+        log = self._logs.get(group)
+        if log is None or log.expires <= now or log.config is not config:
+            log = self._logs[group] = GroupLog(group, config, now)
+        return log

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -18,6 +18,27 @@ from redis.exceptions import RedisError
 from tether._running_loop import running_asyncio_loop
 from tether.brokers.base import Broker, Member
 from tether.brokers.groups import GroupTable
+from tether.brokers.history import GroupHistory, HistoryPolicy, new_epoch
+from tether.brokers.positions import (
+    NOT_KEPT,
+    HistoryEntry,
+    HistoryPage,
+    Position,
+    Recovery,
+    check_limit,
+    encode_data,
+    recovery_of,
+    room_for,
+)
+from tether.brokers.streams import (
+    KEPT_MAGIC,
+    NEWEST,
+    NONE,
+    PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    GroupStream,
+    read_reply,
+)
 from tether.frames import encode_frame
 
 __all__ = ["RedisBroker"]
@@ -32,6 +53,19 @@ T = TypeVar("T")
 _MAGIC = b"tether1 "
 _HEADER_SIZE = len(_MAGIC) + 32 + 3
 _REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
+_EXCLUDED_LIMIT = 10_000  # publishes with `exclude` whose echo may still come back
+
+
+class _Buffer:
+    """Holds a recovering member's live messages until its replay is done."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        self.frames.append(message)
 
 
 class RedisBroker(Broker):
@@ -68,6 +102,14 @@ class RedisBroker(Broker):
       Meanwhile local delivery keeps working. Remote members miss what is
       published while this process is disconnected (pub/sub keeps no
       backlog), and `subscribe` returns without waiting for Redis.
+    - Groups with history (`history=`, see `GroupHistory`) keep their
+      messages in a Redis Stream (see `tether.brokers.streams`), so every
+      process sees the same positions. Their messages reach local members
+      through Redis too (so every member sees them in offset order), and a
+      process that lost Redis catches up from the stream when it is back:
+      its members miss nothing still kept. A publish to such a group while
+      Redis is unreachable waits in an outbox (`outbox_size` messages, the
+      oldest dropped beyond) and goes out, in order, when Redis is back.
 
     Needs asyncio (`redis.asyncio` is asyncio-only); under trio use
     `MemoryBroker`. Install with `pip install tether[redis]`.
@@ -81,6 +123,8 @@ class RedisBroker(Broker):
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 5.0,
         timeout: float = 5.0,
+        history: GroupHistory | Mapping[str, GroupHistory | None] | None = None,
+        outbox_size: int = 10_000,
         **connection_kwargs: Any,
     ) -> None:
         """Configure the broker; nothing connects until `start()` or first use.
@@ -89,6 +133,7 @@ class RedisBroker(Broker):
         `tether:g`). `timeout` bounds connecting, each command, and the wait
         for a subscription to be confirmed. Extra keyword arguments go to
         `redis.asyncio.ConnectionPool.from_url` (e.g. `password`, `ssl_*`).
+        `history` says which groups keep history (see `HistoryPolicy`).
         """
         self.url = url
         self.channel_prefix = channel_prefix
@@ -99,6 +144,11 @@ class RedisBroker(Broker):
         self._prefix = channel_prefix.encode()
         self._origin = uuid4().hex.encode()
         self._table = GroupTable()
+        self._policy = HistoryPolicy(history) if history is not None else None
+        self._streams: dict[str, GroupStream] = {}  # history groups with local members
+        self._excluded: dict[bytes, Member] = {}  # seq -> the member a publish excludes
+        self._seq = 0
+        self._outbox: deque[tuple[str, GroupHistory, bytes]] = deque(maxlen=outbox_size)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reset_connection_state()
 
@@ -115,6 +165,13 @@ class RedisBroker(Broker):
         self._inflight: dict[bytes, asyncio.Event] = {}
         self._down = False
         self._publish_failing = False
+        self._publish_kept_script: Any = None
+        self._read_script: Any = None
+        self._flush_lock: asyncio.Lock | None = None
+        self._behind: set[str] = set()  # history groups to catch up from their streams
+        self._resync: set[str] = set()  # ... once their SUBSCRIBE is confirmed
+        for stream in getattr(self, "_streams", {}).values():
+            stream.lock = None  # bound to the old loop
 
     # -- public API ---------------------------------------------------------
 
@@ -157,6 +214,9 @@ class RedisBroker(Broker):
         Raises `TimeoutError` (and leaves `member` out of `group`) if Redis
         neither confirms nor drops the connection within `timeout`.
         """
+        if self._policy is not None and self._policy.of(group) is not None:
+            await self.recover(group, member, None)  # joins the group's stream, at its end
+            return
         home = self._bind()
         self._table.add(group, member)
         try:
@@ -171,6 +231,7 @@ class RedisBroker(Broker):
     async def unsubscribe(self, group: str, member: Member) -> None:
         """Remove `member` from `group`; idempotent. The last local member's leave unsubscribes."""
         if self._table.discard(group, member):
+            self._streams.pop(group, None)
             await self._forget([group])
 
     async def unsubscribe_all(self, member: Member) -> None:
@@ -181,6 +242,8 @@ class RedisBroker(Broker):
         """
         emptied = self._table.discard_all(member)
         if emptied:
+            for group in emptied:
+                self._streams.pop(group, None)
             await self._forget(emptied)
 
     async def publish(self, group: str, message: Any, *, exclude: Member | None = None) -> None:
@@ -188,7 +251,17 @@ class RedisBroker(Broker):
 
         While this process is disconnected from Redis, only local members
         receive it; the failure is logged once per outage, never raised.
+        In a group with history the message goes through Redis to every
+        member, local ones included, with its position (see the class).
         """
+        if self._policy is not None:
+            config = self._policy.of(group)
+            if config is not None:
+                if self._bind():
+                    await self._publish_kept(group, config, message, exclude)
+                else:
+                    await self._on_home_loop(self._publish_kept(group, config, message, exclude))
+                return
         frame = encode_frame(message)
         home = self._bind()
         self._table.deliver(group, frame, exclude)
@@ -204,6 +277,46 @@ class RedisBroker(Broker):
             await self._publish_remote(channel, payload)
         else:
             await self._on_home_loop(self._publish_remote(channel, payload))
+
+    def history_of(self, group: str) -> GroupHistory | None:
+        """The history `group` keeps, or None."""
+        return None if self._policy is None else self._policy.of(group)
+
+    async def recover(self, group: str, member: Member, since: Position | None) -> Recovery:
+        """Subscribe `member`, first delivering what it missed after `since` (see `Broker`).
+
+        Answers `reason="unavailable"` (and subscribes `member` live) when
+        Redis cannot be read; raises `TimeoutError` as `subscribe` does.
+        """
+        config = self.history_of(group)
+        if config is None:
+            await self.subscribe(group, member)
+            return NOT_KEPT
+        if self._bind():
+            return await self._recover(group, config, member, since)
+        return await self._on_home_loop(self._recover(group, config, member, since))
+
+    async def history(
+        self, group: str, *, since: Position | None = None, limit: int | None = None
+    ) -> HistoryPage:
+        """Read `group`'s history from Redis (see `Broker.history`); raises when Redis is down."""
+        check_limit(limit)
+        config = self.history_of(group)
+        if config is None:
+            return HistoryPage([], None, False)
+        if since is None:
+            read = self._read(group, config, None, NEWEST, limit or 0)
+        else:
+            read = self._read(group, config, since.epoch, since.offset, limit or 0)
+        epoch, top, stored = await read if self._bind() else await self._on_home_loop(read)
+        stream = self._streams.get(group) or GroupStream(group)
+        entries = [stream.entry(offset, value, epoch)[0] for offset, value in stored]
+        if since is None:
+            complete = True
+        else:
+            first = entries[0].position.offset if entries else None
+            complete, _ = recovery_of(since, epoch, top, first)
+        return HistoryPage(entries, Position(epoch, top), complete)
 
     def groups(self) -> list[str]:
         """The groups that have members in this process."""
@@ -259,6 +372,9 @@ class RedisBroker(Broker):
         }
         self._pool = ConnectionPool.from_url(self.url, **kwargs)
         self._publisher = Redis(connection_pool=self._pool)
+        self._publish_kept_script = self._publisher.register_script(PUBLISH_SCRIPT)
+        self._read_script = self._publisher.register_script(READ_SCRIPT)
+        self._flush_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
         self._attempted = asyncio.Event()
@@ -322,8 +438,14 @@ class RedisBroker(Broker):
                 self._connected.set()
                 self._attempted.set()
                 failures, delay = 0, self.reconnect_delay
+                # Catch up each history group once its SUBSCRIBE is confirmed: from
+                # then on nothing new is missed, and the stream holds the rest.
+                self._resync = {g for g in self._streams if self._prefix + g.encode() in channels}
+                if self._outbox:
+                    await self._flush_outbox()
                 while True:
-                    self._route(await conn.read_response(timeout=math.inf))
+                    if self._route(await conn.read_response(timeout=math.inf)):
+                        await self._catch_up()
             except asyncio.CancelledError:
                 # By stop(), or by the loop shutting down (asyncio.run cancels
                 # leftover tasks): either way, close what this reader owns.
@@ -362,11 +484,12 @@ class RedisBroker(Broker):
         self._acks.clear()
         self._inflight.clear()
 
-    def _route(self, response: Any) -> None:
+    def _route(self, response: Any) -> bool:
+        """Act on one pub/sub reply; True when a history group must catch up first."""
         kind = response[0]
         if kind == b"message":
-            self._deliver_remote(response[1], response[2])
-        elif kind == b"subscribe":
+            return self._deliver_remote(response[1], response[2])
+        if kind == b"subscribe":
             channel = response[1]
             waiting = self._acks.get(channel)
             if waiting:
@@ -376,8 +499,15 @@ class RedisBroker(Broker):
                 if self._inflight.get(channel) is event:
                     del self._inflight[channel]
                 event.set()
+            if self._resync:
+                group = channel[len(self._prefix) :].decode()
+                if group in self._resync:
+                    self._resync.discard(group)
+                    self._behind.add(group)
+                    return True
+        return False
 
-    def _deliver_remote(self, channel: bytes, data: bytes) -> None:
+    def _deliver_remote(self, channel: bytes, data: bytes) -> bool:
         group = channel[len(self._prefix) :].decode()
         if data.startswith(_MAGIC):
             header = data[:_HEADER_SIZE]
@@ -388,6 +518,8 @@ class RedisBroker(Broker):
                 frame = {"type": "websocket.send", "text": body.decode()}
             else:
                 frame = {"type": "websocket.send", "bytes": body}
+        elif data.startswith(KEPT_MAGIC):
+            return self._deliver_kept(group, data)
         else:
             # Published by something else (e.g. `redis-cli PUBLISH tether:room hi`).
             try:
@@ -395,6 +527,199 @@ class RedisBroker(Broker):
             except UnicodeDecodeError:
                 frame = {"type": "websocket.send", "bytes": data}
         self._table.deliver(group, frame, None)
+        return False
+
+    # -- groups with history (on the broker's loop) -------------------------------
+
+    def _deliver_kept(self, group: str, data: bytes) -> bool:
+        """Deliver a message with its position, in offset order; True on a gap."""
+        stream = self._streams.get(group)
+        if stream is None:
+            return False  # no local member keeps up with this group
+        _, epoch_, offset_, value = data.split(b" ", 3)
+        epoch, offset = epoch_.decode(), int(offset_)
+        if epoch == stream.epoch:
+            if offset <= stream.offset:
+                return False  # already delivered, by a catch-up
+            if offset != stream.offset + 1:
+                self._behind.add(group)  # the stream has what came in between
+                return True
+        elif stream.epoch is not None:
+            self._behind.add(group)  # a new epoch: the history was lost
+            return True
+        stream.epoch, stream.offset = epoch, offset
+        self._deliver_entry(group, stream.entry(offset, value, epoch))
+        return False
+
+    def _deliver_entry(self, group: str, entry: tuple[HistoryEntry, bytes, bytes]) -> None:
+        kept, origin, seq = entry
+        exclude = None
+        if seq != b"-" and origin == self._origin:
+            exclude = self._excluded.pop(seq, None)
+        self._table.deliver(group, kept.frame, exclude)
+
+    def _apply(
+        self, group: str, stream: GroupStream, epoch: str, top: int, stored: list[tuple[int, bytes]]
+    ) -> None:
+        """Bring local members up to `top` with what a read of the stream found."""
+        if stream.epoch is None:
+            stream.epoch, stream.offset = epoch, top  # first read: nothing delivered before it
+            return
+        if stream.epoch != epoch:
+            stream.epoch, stream.offset = epoch, 0  # `stored` starts the new epoch
+        for offset, value in stored:
+            if offset > stream.offset:
+                self._deliver_entry(group, stream.entry(offset, value, epoch))
+        stream.offset = max(stream.offset, top)
+
+    async def _catch_up(self) -> None:
+        """Read the groups that fell behind from their streams and deliver what was missed."""
+        while self._behind:
+            group = self._behind.pop()
+            stream = self._streams.get(group)
+            config = self.history_of(group)
+            if stream is None or config is None:
+                continue
+            if stream.epoch is None:
+                epoch, top, stored = await self._read(group, config, None, NONE)
+            else:
+                epoch, top, stored = await self._read(group, config, stream.epoch, stream.offset)
+            self._apply(group, stream, epoch, top, stored)
+
+    async def _read(
+        self, group: str, config: GroupHistory, expected: str | None, after: int, count: int = 0
+    ) -> tuple[str, int, list[tuple[int, bytes]]]:
+        key = group.encode()
+        reply = await self._read_script(
+            keys=[self._prefix + b"epoch:" + key, self._prefix + b"history:" + key],
+            args=[new_epoch(), round(config.ttl * 1e3), expected or "", after, count],
+        )
+        return read_reply(reply)
+
+    async def _recover(
+        self, group: str, config: GroupHistory, member: Member, since: Position | None
+    ) -> Recovery:
+        stream = self._streams.get(group)
+        if stream is None:
+            stream = self._streams[group] = GroupStream(group)
+        if stream.lock is None:
+            stream.lock = asyncio.Lock()
+        async with stream.lock:  # one at a time: each sees the previous one's seam
+            buffer = _Buffer()
+            self._table.add(group, buffer)
+            try:
+                await self._subscribe_confirmed(group)
+                if stream.epoch is None:
+                    expected = since.epoch if since is not None else None
+                    after = since.offset if since is not None else NONE
+                else:
+                    expected, after = stream.epoch, stream.offset
+                    if since is not None and since.epoch == stream.epoch:
+                        after = min(after, since.offset)
+                try:
+                    epoch, top, stored = await self._read(group, config, expected, after)
+                except _REDIS_DOWN as exc:
+                    logger.warning("RedisBroker cannot read the history of %r: %s", group, exc)
+                    self._table.add(group, member)
+                    return Recovery(False, None, reason="unavailable")
+                # From here to the swap nothing awaits: no message slips between.
+                self._apply(group, stream, epoch, top, stored)
+                replay: list[HistoryEntry] = []
+                if since is None:
+                    recovered, reason = False, "new"
+                else:
+                    if since.epoch == epoch:
+                        replay = [
+                            stream.entry(offset, value, epoch)[0]
+                            for offset, value in stored
+                            if offset > since.offset
+                        ]
+                    first = replay[0].position.offset if replay else None
+                    recovered, reason = recovery_of(since, epoch, top, first)
+                # Live ones after the read (the read's own, and older, are replayed).
+                live = [
+                    frame
+                    for frame in buffer.frames
+                    if frame["position"].epoch != epoch or frame["position"].offset > top
+                ]
+                room = room_for(member)
+                if recovered and room is not None and len(replay) + len(live) > room:
+                    recovered, reason = False, "overflow"
+                if not recovered:
+                    replay = []
+                for entry in replay:
+                    member.deliver(entry.frame)
+                for frame in live:
+                    member.deliver(frame)
+                self._table.add(group, member)
+                return Recovery(recovered, Position(epoch, top), len(replay), reason)
+            finally:
+                if self._table.discard(group, buffer):
+                    self._streams.pop(group, None)  # failed before the member went live
+
+    async def _publish_kept(
+        self, group: str, config: GroupHistory, message: Any, exclude: Member | None
+    ) -> None:
+        data = encode_data(message)
+        kind, body = (b"t", data.encode()) if isinstance(data, str) else (b"b", data)
+        seq = b"-"
+        if exclude is not None:
+            self._seq += 1
+            seq = b"%d" % self._seq
+            if len(self._excluded) >= _EXCLUDED_LIMIT:
+                del self._excluded[next(iter(self._excluded))]  # its echo never came back
+            self._excluded[seq] = exclude
+        value = b"%s %s %s\n%s" % (self._origin, seq, kind, body)
+        item = (group, config, value)
+        if self._outbox or self._down:  # earlier ones wait, or Redis is known down
+            self._queue_for_later(item, None)
+            if not self._down:
+                await self._flush_outbox(quiet=True)
+            return
+        try:
+            await self._run_publish(item)
+        except _REDIS_DOWN as exc:
+            self._queue_for_later(item, exc)
+
+    def _queue_for_later(
+        self, item: tuple[str, GroupHistory, bytes], exc: BaseException | None
+    ) -> None:
+        if len(self._outbox) == self._outbox.maxlen:
+            logger.warning("RedisBroker outbox full: the oldest unsent message is dropped")
+        self._outbox.append(item)
+        if not self._publish_failing:
+            self._publish_failing = True
+            logger.warning(
+                "RedisBroker cannot publish to Redis at %s (%s); messages to groups with "
+                "history wait in the outbox until it is back",
+                self._where,
+                exc or "disconnected",
+            )
+
+    async def _run_publish(self, item: tuple[str, GroupHistory, bytes]) -> None:
+        group, config, value = item
+        key = group.encode()
+        await self._publish_kept_script(
+            keys=[self._prefix + b"epoch:" + key, self._prefix + b"history:" + key],
+            args=[self._prefix + key, new_epoch(), config.size, round(config.ttl * 1e3), value],
+        )
+
+    async def _flush_outbox(self, *, quiet: bool = False) -> None:
+        """Send what waits in the outbox, oldest first; stop at the first failure."""
+        assert self._flush_lock is not None
+        async with self._flush_lock:
+            outbox = self._outbox
+            try:
+                while outbox:
+                    await self._run_publish(outbox[0])
+                    outbox.popleft()
+            except _REDIS_DOWN:
+                if not quiet:
+                    raise
+                return
+            if self._publish_failing:
+                self._publish_failing = False
+                logger.info("RedisBroker publishing to Redis at %s again", self._where)
 
     # -- subscription bookkeeping (on the broker's loop) ---------------------
 

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from tether.brokers import Broker, MemoryBroker
+from tether.brokers.positions import Position, Recovery
 from tether.controllers._passthrough import skip_passthrough
 from tether.controllers._plan import ControllerPlan, HookPlan, compile_controller
 from tether.controllers._shield import teardown_shield
@@ -183,12 +184,21 @@ class WebSocketController:
 
     # -- groups ------------------------------------------------------------------------
 
-    async def join(self, group: str) -> None:
+    async def join(self, group: str, *, since: Position | str | None = None) -> Recovery:
         """Join `group`; returns once the broker confirmed, so nothing later is missed.
 
         Messages published to the group are sent to this connection through a
         bounded queue (`outbound_maxsize`, `outbound_policy`). The connection
         leaves all its groups when it closes, however it closes.
+
+        In a group that keeps history (the broker's `history=`), `since` is the
+        client's last position (a `Position` or its `"<epoch>:<offset>"`
+        string): every message after it still in history is sent first, in
+        order, then live ones, with no gap and no duplicate. The `Recovery`
+        says whether that was everything (`recovered`), and gives the group's
+        position for a client that has none yet; when `recovered` is False,
+        send the client its state afresh. A malformed `since` is not an
+        error: it answers `reason="malformed"`.
         """
         membership = self._membership
         if membership is None:
@@ -203,7 +213,7 @@ class WebSocketController:
                 self._tasks.start_soon(self._deliver, self._tasks)
             else:
                 self._wants_delivery = True  # the receive loop starts delivery
-        await membership.join(group)
+        return await membership.join(group, since)
 
     async def leave(self, group: str) -> None:
         """Leave `group` (nothing happens if this connection is not in it)."""

@@ -7,7 +7,10 @@ from typing import Any, Literal
 from starlette.types import Send
 
 from tether.brokers import Broker, OutboundQueue
+from tether.brokers.positions import NOT_KEPT, Position, Recovery
 from tether.controllers.websocket import WebSocket
+
+MALFORMED = Recovery(False, None, reason="malformed")
 
 
 class Membership:
@@ -34,8 +37,24 @@ class Membership:
         # The raw ASGI send: the queue checks the websocket's state itself.
         self.queue = OutboundQueue(send, maxsize=maxsize, policy=policy, websocket=websocket)
 
-    async def join(self, group: str) -> None:
-        await self.broker.subscribe(group, self.queue)
+    async def join(self, group: str, since: Position | str | None) -> Recovery:
+        """Subscribe; in a group with history, replay what came after `since` first.
+
+        A group without history costs one `subscribe`, as before history
+        existed. A malformed `since` (a client's bad input) is no error: the
+        connection joins live and hears `recovered=False, reason="malformed"`.
+        """
+        broker = self.broker
+        if since is None and broker.history_of(group) is None:
+            await broker.subscribe(group, self.queue)
+            return NOT_KEPT
+        if since is not None and not isinstance(since, Position):
+            try:
+                since = Position.parse(since)
+            except ValueError:
+                result = await broker.recover(group, self.queue, None)
+                return Recovery(False, result.position, 0, MALFORMED.reason)
+        return await broker.recover(group, self.queue, since)
 
     async def leave(self, group: str) -> None:
         await self.broker.unsubscribe(group, self.queue)
