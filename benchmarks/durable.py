@@ -205,7 +205,7 @@ def run(
         "recovery": {"memory": asyncio.run(recovery_time(missed))},
     }
     try:
-        from tether.redis_server import RedisServer, find_redis_server
+        from tether.testing.redis import RedisServer, find_redis_server
 
         executable = find_redis_server()
     except (FileNotFoundError, ImportError) as exc:

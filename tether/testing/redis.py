@@ -96,13 +96,17 @@ class RedisServer:
         port: int | None = None,
         executable: str | None = None,
         startup_timeout: float = 10.0,
+        persistent: bool = False,
     ) -> None:
         """Describe a server; nothing runs until `start()` or `with`.
 
         `port=None` picks a free port on first start and keeps it across
         restarts. `executable` defaults to `find_redis_server()`.
+        `persistent=True` keeps the data across a restart (an append-only
+        file, synced on every write); by default a restart loses it.
         """
         self.executable = executable or find_redis_server()
+        self.persistent = persistent
         self.startup_timeout = startup_timeout
         self._port = port
         self._chosen_port = port is None
@@ -153,7 +157,9 @@ class RedisServer:
         return [
             self.executable,
             *("--port", str(self.port), "--bind", HOST),
-            *("--save", "", "--appendonly", "no"),  # no persistence
+            *("--save", ""),
+            *(("--appendonly", "yes", "--appendfsync", "always") if self.persistent else ()),
+            *(() if self.persistent else ("--appendonly", "no")),
             *("--daemonize", "no", "--dir", self._workdir.name),
         ]
 
