@@ -97,6 +97,7 @@ class ControllerPlan:
         "frame",
         "guards_handshake",
         "idle_timeout",
+        "loop_alone",
         "max_concurrency",
         "max_message_size",
         "origins",
@@ -132,6 +133,8 @@ class ControllerPlan:
         self.guards_handshake = False
         # Whether each received message passes a size or rate check.
         self.checks_messages = False
+        # Whether the receive loop needs nothing around it (no idle deadline, no handler tasks).
+        self.loop_alone = True
         # Whether any dependency lives per connection (else no connection scope is made).
         self.connection_scoped = False
         # Whether a client's connect resolves or binds anything before on_connect.
@@ -154,17 +157,6 @@ class ControllerPlan:
             and hook.per_call is None
             and hook.is_async
             and hook.data_first
-            and not self.checks_messages
-            and self.idle_timeout is None
-            and self.max_concurrency == 1
-        )
-
-    @property
-    def ignores_messages(self) -> bool:
-        """Whether messages are only read and dropped: no hook, no limits."""
-        return (
-            self.receive is None
-            and not self.routes
             and not self.checks_messages
             and self.idle_timeout is None
             and self.max_concurrency == 1
@@ -259,6 +251,7 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
     plan.max_concurrency = cls.max_concurrency
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
+    plan.loop_alone = plan.idle_timeout is None and plan.max_concurrency == 1
 
 
 def _has_connection_dependency(params: tuple[Param, ...]) -> bool:
