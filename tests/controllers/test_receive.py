@@ -20,6 +20,7 @@ import pytest
 from starlette.types import Message
 
 from tether import (
+    ConfigurationError,
     DecodeError,
     Provide,
     WebSocket,
@@ -611,3 +612,82 @@ def test_only_the_common_shape_takes_the_fast_path() -> None:
     assert Typed._receive_messages is receive_fast
     for cls in (Limited, DataSecond, Plain, Routed, Silent):
         assert cls._receive_messages is receive_general, cls.__name__
+
+
+# -- a websocket class that overrides receive and send -----------------------------------
+
+
+class Logged(WebSocket):
+    """Logs every ASGI message through its own receive and send."""
+
+    log: list[tuple[str, Any]]
+
+    async def receive(self) -> Message:
+        message = await super().receive()
+        self.log.append(("in", message["type"], message.get("text")))
+        return message
+
+    async def send(self, message: Message) -> None:
+        self.log.append(("out", message["type"], message.get("text")))
+        await super().send(message)
+
+
+CLOSED = ("websocket.close", None)  # the message closes the connection
+OVERRIDE_CASES = [
+    # What the client sends, and what goes out through the websocket's send for it.
+    (TextEcho, [("hi", ("websocket.send", "hi"))]),
+    (Routed, [('{"type": "ping"}', ("websocket.send", '{"type":"pong"}')), ("[1", CLOSED)]),
+    (Silent, [("dropped", None)]),
+    # The second reply is the group's message, sent by the delivery task.
+    (Room, [("join", ("websocket.send", "joined")), ("hi", ("websocket.send", '{"said":"hi"}'))]),
+]
+
+
+@pytest.mark.parametrize("shape", IN_ORDER_AND_CONCURRENT)
+@pytest.mark.parametrize(
+    ("base", "exchanges"), OVERRIDE_CASES, ids=[case[0].__name__ for case in OVERRIDE_CASES]
+)
+async def test_a_websocket_class_overriding_receive_and_send_sees_every_frame(
+    shape: str, base: type[Recorder], exchanges: list[tuple[str, tuple[str, Any] | None]]
+) -> None:
+    log: list[tuple[str, Any]] = []
+    attrs: dict[str, Any] = {"websocket_class": type("Logging", (Logged,), {"log": log})}
+    attrs["max_concurrency"] = 1 if shape == "in order" else 3
+    if base is Room:
+        attrs["broker"] = MemoryBroker()
+    cls = type(f"{base.__name__}Logging", (base,), attrs)
+
+    async def play(client: Client) -> None:
+        for message, out in exchanges:
+            await (client.ask(message) if out is not None else client.send(message))
+        if exchanges[-1][1] is not CLOSED:
+            await client.ws.close(4001)
+
+    await run(cls, play)
+    expected = [("in", "websocket.connect", None), ("out", "websocket.accept", None)]
+    for message, out in exchanges:
+        expected.append(("in", "websocket.receive", message))
+        if out is not None:
+            expected.append(("out", *out))
+    # After its own close the in-order loop returns at once; beside concurrent handlers
+    # it is already waiting for the next message, and reads the server's disconnect.
+    read_disconnect = exchanges[-1][1] is not CLOSED or shape == "concurrent"
+    assert log == [*expected, *[("in", "websocket.disconnect", None)] * read_disconnect]
+
+
+def test_the_fast_path_stays_with_a_websocket_class_overriding_receive_and_send() -> None:
+    class Echoing(TextEcho):
+        websocket_class = Logged
+
+    assert Echoing._plan.through_websocket
+    assert Echoing._receive_messages is receive_fast
+    assert not TextEcho._plan.through_websocket
+
+
+def test_a_websocket_class_that_is_not_tethers_fails_at_class_definition() -> None:
+    from starlette.websockets import WebSocket as StarletteWebSocket
+
+    with pytest.raises(ConfigurationError, match=r"Plain\.websocket_class"):
+
+        class Plain(WebSocketController):
+            websocket_class = StarletteWebSocket  # type: ignore[assignment]

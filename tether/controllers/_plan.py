@@ -20,6 +20,7 @@ from tether.controllers.codecs import (
 from tether.controllers.guards import OriginPolicy, Permission
 from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
+from tether.controllers.websocket import WebSocket
 from tether.di._unrolled import unroll
 from tether.di.compiler import (
     CONNECTION,
@@ -107,6 +108,7 @@ class ControllerPlan:
         "receive",
         "routes",
         "subprotocols",
+        "through_websocket",
     )
 
     def __init__(
@@ -135,6 +137,9 @@ class ControllerPlan:
         self.checks_messages = False
         # Whether the receive loop needs nothing around it (no idle deadline, no handler tasks).
         self.loop_alone = True
+        # Whether `websocket_class` overrides `receive` or `send`: then every frame goes
+        # through them (else the loops talk to the ASGI channel, and check states themselves).
+        self.through_websocket = False
         # Whether any dependency lives per connection (else no connection scope is made).
         self.connection_scoped = False
         # Whether a client's connect resolves or binds anything before on_connect.
@@ -252,6 +257,13 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
     plan.loop_alone = plan.idle_timeout is None and plan.max_concurrency == 1
+    websocket_class = cls.websocket_class
+    if not (isinstance(websocket_class, type) and issubclass(websocket_class, WebSocket)):
+        raise ConfigurationError(
+            f"{owner}.websocket_class must be tether.WebSocket or a subclass of it, "
+            f"got {websocket_class!r}"
+        )
+    plan.through_websocket = not websocket_class._direct_accept
 
 
 def _has_connection_dependency(params: tuple[Param, ...]) -> bool:

@@ -63,7 +63,8 @@ class WebSocketController:
     Class attributes (all inherited by subclasses):
         encoding: `"text"`, `"bytes"`, `"json"` or `None` (data as received).
         event_key: the key `@on` routing reads from JSON messages (`"type"`).
-        websocket_class: the `WebSocket` class to build (a subclass of tether's).
+        websocket_class: the `WebSocket` class to build (a subclass of tether's);
+            if it overrides `receive` or `send`, every frame goes through them.
         sends: message types the server sends besides return values (for AsyncAPI).
         allowed_origins: origins a browser may connect from (exact,
             `https://*.example.org` or `"*"`); None (the default) checks nothing.
@@ -234,6 +235,8 @@ class WebSocketController:
         send = self._send = skip_passthrough(self._send)
         websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         plan = self._plan
+        if plan.through_websocket:
+            self._receive, self._send = websocket.receive, websocket.send
         # An override may bring connection-scoped dependencies the class has none of.
         ctx = Context(websocket, ScopeState() if plan.connection_scoped or overrides else None)
         code: int | None = None  # for on_disconnect; None while not accepted
