@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import msgspec
 import pydantic
 import pytest
@@ -111,8 +112,7 @@ def variant(base: type[Recorder], shape: str) -> type[Recorder]:
         },
         "general loop, concurrent handlers": {"max_concurrency": 4},
     }[shape]
-    if isinstance(getattr(base, "broker", None), MemoryBroker):
-        attrs["broker"] = MemoryBroker()  # each run's groups start empty
+    attrs["broker"] = MemoryBroker()  # each run's groups start empty
     cls = type(f"{base.__name__}_{shape.replace(' ', '_')}", (base,), attrs)
     expected = receive_fast if shape == "fast path" else receive_general
     assert cls._receive_messages is expected, f"{cls.__name__} took the wrong loop"
@@ -579,6 +579,62 @@ async def test_routed_and_plain_def_hooks_take_the_general_loop(shape: str) -> N
             ("ping", {"type": "ping"}),
             ("receive", {"type": "other"}, [0]),
             ("disconnect", *malformed),
+        ],
+    )
+
+
+async def test_with_concurrent_handlers_the_client_leaving_cancels_those_in_flight() -> None:
+    class Slow(Recorder):
+        max_concurrency = 2
+
+        async def on_receive(self, data: str) -> None:
+            self.calls.append(("receive", data))
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                self.calls.append(("cancelled", data))
+                raise
+
+    async def play(client: Client) -> None:
+        await client.send("a")
+        with anyio.fail_after(2):
+            while ("receive", "a") not in Slow.calls:
+                await anyio.sleep(0.01)
+        await client.ws.close(4000)
+
+    got = await run(Slow, play)
+    calls = [("connect",), ("receive", "a"), ("cancelled", "a"), ("disconnect", 4000, "")]
+    assert got == ([], calls)
+
+
+async def test_with_concurrent_handlers_a_close_lets_those_in_flight_finish() -> None:
+    closed = anyio.Event()
+
+    class Closer(Recorder):
+        max_concurrency = 2
+
+        async def on_receive(self, data: str) -> None:
+            self.calls.append(("receive", data))
+            if data == "close":
+                await self.websocket.close(4001, "done")
+                closed.set()
+            else:
+                await closed.wait()  # still running when the other handler closes
+                self.calls.append(("finished", data))
+
+    async def play(client: Client) -> None:
+        await client.send("slow")
+        await client.ask("close")
+
+    got = await run(Closer, play)
+    assert got == (
+        [("close", 4001, "done")],
+        [
+            ("connect",),
+            ("receive", "slow"),
+            ("receive", "close"),
+            ("finished", "slow"),
+            ("disconnect", 4001, "done"),
         ],
     )
 
