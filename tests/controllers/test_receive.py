@@ -564,7 +564,7 @@ class Routed(Recorder):
 
 
 @pytest.mark.parametrize("shape", IN_ORDER_AND_CONCURRENT)
-async def test_routed_and_plain_def_hooks_take_the_general_loop(shape: str) -> None:
+async def test_routed_hooks_and_message_scoped_values_take_the_general_loop(shape: str) -> None:
     async def play(client: Client) -> None:
         await client.ask('{"type": "ping"}')
         await client.ask('{"type": "other"}')
@@ -661,12 +661,14 @@ def test_only_the_common_shape_takes_the_fast_path() -> None:
     class DataSecond(Recorder):
         async def on_receive(self, websocket: WebSocket, data: str) -> None: ...
 
-    class Plain(Recorder):
-        def on_receive(self, data: str) -> None: ...
+    class PerMessage(Recorder):
+        async def on_receive(
+            self, data: str, counter: list = Provide(get_counter, scope="message")
+        ) -> None: ...
 
     assert TextEcho._receive_messages is receive_fast
     assert Typed._receive_messages is receive_fast
-    for cls in (Limited, DataSecond, Plain, Routed, Silent):
+    for cls in (Limited, DataSecond, PerMessage, Routed, Silent):
         assert cls._receive_messages is receive_general, cls.__name__
 
 
