@@ -23,6 +23,7 @@ from tether.controllers.guards import OriginPolicy, Permission
 from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
 from tether.controllers.unawaited import refuse_unawaited_calls
+from tether.controllers.websocket import WebSocket
 from tether.di._unrolled import unroll
 from tether.di.compiler import (
     CONNECTION,
@@ -122,6 +123,7 @@ class ControllerPlan:
         "frame",
         "guards_handshake",
         "idle_timeout",
+        "loop_alone",
         "max_concurrency",
         "max_message_size",
         "origins",
@@ -131,6 +133,7 @@ class ControllerPlan:
         "receive",
         "routes",
         "subprotocols",
+        "through_websocket",
     )
 
     def __init__(
@@ -157,6 +160,11 @@ class ControllerPlan:
         self.guards_handshake = False
         # Whether each received message passes a size or rate check.
         self.checks_messages = False
+        # Whether the receive loop needs nothing around it (no idle deadline, no handler tasks).
+        self.loop_alone = True
+        # Whether `websocket_class` overrides `receive` or `send`: then every frame goes
+        # through them (else the loops talk to the ASGI channel, and check states themselves).
+        self.through_websocket = False
         # Whether any dependency lives per connection (else no connection scope is made).
         self.connection_scoped = False
         # Whether a client's connect resolves or binds anything before on_connect.
@@ -179,17 +187,6 @@ class ControllerPlan:
             and hook.per_call is None
             and hook.is_async
             and hook.data_first
-            and not self.checks_messages
-            and self.idle_timeout is None
-            and self.max_concurrency == 1
-        )
-
-    @property
-    def ignores_messages(self) -> bool:
-        """Whether messages are only read and dropped: no hook, no limits."""
-        return (
-            self.receive is None
-            and not self.routes
             and not self.checks_messages
             and self.idle_timeout is None
             and self.max_concurrency == 1
@@ -302,6 +299,14 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
     plan.max_concurrency = cls.max_concurrency
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
+    plan.loop_alone = plan.idle_timeout is None and plan.max_concurrency == 1
+    websocket_class = cls.websocket_class
+    if not (isinstance(websocket_class, type) and issubclass(websocket_class, WebSocket)):
+        raise ConfigurationError(
+            f"{owner}.websocket_class must be tether.WebSocket or a subclass of it, "
+            f"got {websocket_class!r}"
+        )
+    plan.through_websocket = not websocket_class._direct_accept
 
 
 def _has_connection_dependency(params: tuple[Param, ...]) -> bool:

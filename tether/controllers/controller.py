@@ -1,37 +1,39 @@
-"""`WebSocketController`: one instance per connection, itself an ASGI app."""
+"""`WebSocketController`: one instance per connection, itself an ASGI app.
+
+The lifecycle is `dispatch`: admit, bind, check permissions, `on_connect`,
+accept, the receive loop (`_receive`), then the endings (`_endings`).
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import nullcontext
 from functools import partial
 from inspect import isawaitable
 from typing import Any, ClassVar, Literal
 
 import anyio
 from anyio.abc import TaskGroup
-from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from tether.brokers import Broker, MemoryBroker
 from tether.brokers.positions import Position, Recovery
+from tether.close_codes import ABNORMAL_CLOSURE, GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION
+from tether.controllers._endings import DRAIN_SECONDS, client_gone, close_code, ending, failed
 from tether.controllers._passthrough import skip_passthrough
 from tether.controllers._plan import ControllerPlan, HookPlan, compile_controller
+from tether.controllers._receive import receive_fast, receive_general
 from tether.controllers._shield import teardown_shield
 from tether.controllers.codecs import (
     DECODE_FAILURES,
     INVALID_PAYLOAD,
     UNSUPPORTED_DATA,
     DecodeError,
-    encode_reply,
     parse_json,
-    text_frame,
 )
 from tether.controllers.codecs import describe as describe_error
 from tether.controllers.errors import (
-    INTERNAL_ERROR,
-    POLICY_VIOLATION,
     WebSocketDisconnect,
     WebSocketException,
     close_quietly,
@@ -40,26 +42,24 @@ from tether.controllers.errors import (
 )
 from tether.controllers.guards import negotiate_subprotocol
 from tether.controllers.lifespan import serve_lifespan
-from tether.controllers.limits import MESSAGE_TOO_BIG, RateLimit, TokenBucket, message_size
+from tether.controllers.limits import RateLimit
 from tether.controllers.membership import Membership
 from tether.controllers.routing import unroutable
-from tether.controllers.shutdown import GOING_AWAY, sessions
+from tether.controllers.shutdown import sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
-from tether.di.compiler import ParameterError
 from tether.di.resolver import Context, ScopeState, overrides
+from tether.frames import encode_frame
 
 logger = logging.getLogger("tether")
 
 CONNECTING = WebSocketState.CONNECTING
 CONNECTED = WebSocketState.CONNECTED
 DISCONNECTED = WebSocketState.DISCONNECTED
-NO_STATUS = 1005
-ABNORMAL = 1006
 ReceiveLoop = Callable[[Context, "anyio.CancelScope | None"], Awaitable["int | None"]]
 # The broker of every controller that does not set its own: in-process groups.
 default_broker = MemoryBroker()
-# How long to wait for the server's disconnect message once the client is gone.
-DRAIN_SECONDS = 1.0
+# Where no idle deadline is needed, the loop runs under this instead of a cancel scope.
+_NO_DEADLINE = nullcontext()
 
 
 class WebSocketController:
@@ -73,7 +73,8 @@ class WebSocketController:
     Attributes:
         encoding: `"text"`, `"bytes"`, `"json"` or `None` (data as received).
         event_key: the key `@on` routing reads from JSON messages (`"type"`).
-        websocket_class: the `WebSocket` class to build (a subclass of tether's).
+        websocket_class: the `WebSocket` class to build (a subclass of tether's);
+            if it overrides `receive` or `send`, every frame goes through them.
         sends: message types the server sends besides return values (for AsyncAPI).
         allowed_origins: origins a browser may connect from (exact,
             `https://*.example.org` or `"*"`); None (the default) checks nothing.
@@ -120,10 +121,15 @@ class WebSocketController:
     _wants_delivery = False
 
     _plan: ClassVar[ControllerPlan]
-    _receive_messages: ReceiveLoop  # chosen per class, in __init_subclass__
+    # Chosen per class, in __init_subclass__: the receive loop, and the general
+    # loop's handler for a message (`_routed` with @on routes, else `_single`).
+    _receive_messages: ReceiveLoop
+    _handle: Callable[[Message, Context], Awaitable[None]]
+    # Whether the class may take the fast path (the loop tests turn it off).
+    _fast_path: ClassVar[bool] = True
 
     websocket: WebSocket
-    _client_code: int = ABNORMAL  # the code of the client's close, once the loop has read it
+    _client_code: int = ABNORMAL_CLOSURE  # the code of the client's close, once a loop read it
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -135,15 +141,9 @@ class WebSocketController:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         plan = cls._plan = compile_controller(cls, WebSocketController)
-        # The receive loop fitting the class (it returns None when delivery must start).
-        if plan.max_concurrency > 1:
-            cls._receive_messages = cls._receive_concurrently
-        elif plan.plain_receive:
-            cls._receive_messages = cls._receive_plain
-        elif plan.ignores_messages:
-            cls._receive_messages = cls._receive_ignoring
-        else:
-            cls._receive_messages = cls._receive_in_order
+        fast = cls._fast_path and plan.plain_receive
+        cls._receive_messages = receive_fast if fast else receive_general
+        cls._handle = cls._routed if plan.routes else cls._single
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.dispatch().__await__()
@@ -254,6 +254,8 @@ class WebSocketController:
         send = self._send = skip_passthrough(self._send)
         websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         plan = self._plan
+        if plan.through_websocket:
+            self._receive, self._send = websocket.receive, websocket.send
         # An override may bring connection-scoped dependencies the class has none of.
         ctx = Context(websocket, ScopeState() if plan.connection_scoped or overrides else None)
         code: int | None = None  # for on_disconnect; None while not accepted
@@ -273,46 +275,28 @@ class WebSocketController:
                 if websocket.application_state is CONNECTED:
                     sessions.live.add(websocket)  # graceful shutdown closes it with 1001
                     try:
-                        code = await self._receive_until_closed(ctx)
-                        if code is None:  # join() asked for delivery beside the loop
-                            code = await self._deliver_alongside(self._receive_messages, ctx, None)
+                        # Awaited from here when nothing must surround it (an idle
+                        # connection holds one suspended frame per level).
+                        if plan.loop_alone and not sessions.stopping:
+                            code = await self._receive_messages(ctx, None)
+                        if code is None:  # the loop needs something around it, see there
+                            code = await self._receive_within(ctx)
                     finally:
                         sessions.live.discard(websocket)
                 elif websocket.accepted:  # on_connect accepted, then closed
                     code = websocket.close_code
             except Exception as exc:
-                code = await self._failed(unwrap(exc), ctx)
+                code = await failed(self, unwrap(exc), ctx)
         except BaseException as exc:  # cancellation: clean up, then let it go on
             self._error = exc
             raise
         finally:
-            ending = self._ending(ctx, code)
-            if ending is not None:
+            rest = ending(self, ctx, code)
+            if rest is not None:
                 with teardown_shield():
-                    await ending
+                    await rest
             # Its traceback holds this frame, and so `self`: a cycle to leave behind.
             self._error = None
-
-    def _ending(self, ctx: Context, code: int | None) -> Awaitable[None] | None:
-        """What must run once the session is over (on_disconnect, leaving groups, teardown)."""
-        accepted = self.websocket.accepted
-        if (accepted and (code is None or self._plan.disconnect)) or self._membership is not None:
-            return self._end(ctx, code)
-        if ctx.connection is not None and ctx.connection.exits:
-            return ctx.connection.aclose(self._error)  # only teardown: no layer around it
-        return None
-
-    async def _end(self, ctx: Context, code: int | None) -> None:
-        websocket = self.websocket
-        if websocket.accepted:
-            if code is None:
-                code = websocket.close_code or await self._client_close_code(0.1)
-            if self._on_disconnect is not None:
-                await self._disconnected(ctx, code)
-        if self._membership is not None:
-            await self._membership.close()
-        if ctx.connection is not None:
-            await ctx.connection.aclose(self._error)
 
     async def _admit(self, websocket: WebSocket) -> bool:
         """Check the origin and negotiate the subprotocol; refuse (403) on failure."""
@@ -387,196 +371,42 @@ class WebSocketController:
         else:
             hook.func(self, **kwargs)
 
-    def _receive_until_closed(self, ctx: Context) -> Awaitable[int | None]:
-        """The receive loop to await: the class's own, or one guarding shutdown and idle time.
+    async def _receive_within(self, ctx: Context) -> int:
+        """Run the receive loop inside what this session needs around it; return the code.
 
-        It returns the code for on_disconnect, or None when delivery must
-        start. (A plain function, and the common case awaited straight from
-        `dispatch`: an idle connection holds one suspended frame per level.)
-        """
-        if sessions.stopping or self._plan.idle_timeout is not None:
-            return self._receive_guarded(ctx)
-        return self._receive_messages(ctx, None)
-
-    async def _receive_guarded(self, ctx: Context) -> int:
-        """Close at once while the server shuts down (1001); else receive with `idle_timeout`.
-
-        The loop runs in a cancel scope whose deadline each message pushes
-        back; reaching it closes with 1001.
+        While the server shuts down: nothing, close at once with 1001. With
+        `idle_timeout`: a cancel scope whose deadline each message pushes back;
+        reaching it closes with 1001. With joined groups or `max_concurrency > 1`:
+        a task group beside the loop, for the delivery task and the handlers.
         """
         websocket = ctx.websocket
-        if not sessions.stopping:
-            loop = self._receive_messages
-            with anyio.CancelScope() as idle:
-                code = await loop(ctx, idle)
-                return await self._deliver_alongside(loop, ctx, idle) if code is None else code
-            await close_quietly(websocket, GOING_AWAY, "idle timeout")
-        else:
+        if sessions.stopping:
             await close_quietly(websocket, GOING_AWAY, "server shutting down")
-        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-
-    async def _deliver_alongside(
-        self, loop: ReceiveLoop, ctx: Context, idle: anyio.CancelScope | None
-    ) -> int:
-        """Go on receiving, now beside a task delivering the joined groups' messages."""
-        async with anyio.create_task_group() as tasks:
-            self._tasks, self._wants_delivery = tasks, False
-            tasks.start_soon(self._deliver, tasks)
-            code = await loop(ctx, idle)
-            # Let delivery finish the frame it is sending (1013, say), briefly.
-            self._membership.queue.close()
-            tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
-        self._tasks = None
-        return code or ctx.websocket.close_code or NO_STATUS
-
-    async def _receive_plain(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
-        """`_receive_in_order` for the common case, with nothing between the hook and the wire.
-
-        One async `on_receive(data)`, no limits: per message this is one
-        decode call, one await of the hook and one ASGI send.
-        """
-        websocket = ctx.websocket
-        receive, send = self._receive, self._send
-        decode = self._plan.receive.decode
-        text_only = decode is text_frame
-        on_receive = self._on_receive
-        connected = CONNECTED
-        while not self._wants_delivery:
-            message = await receive()
-            kind = message["type"]
-            # The rare case first: a short jump keeps the compare specialized (3.11).
-            if kind != "websocket.receive":
-                if kind == "websocket.disconnect":
-                    return self._client_closed(message, ctx)
-                continue
-            try:
-                # Text frames to a str hook need no decoder call at all.
-                data = message.get("text") if text_only else None
-                if data is None:
-                    data = decode(message)
-            except DecodeError as exc:
-                await self.on_decode_error(websocket, exc)
-                if websocket.application_state is not connected:
-                    return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-                continue
-            result = await on_receive(self, data)
-            if websocket.application_state is not connected:
-                return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-            if result is not None:
-                try:
-                    await send(
-                        {"type": "websocket.send", "text": result}
-                        if type(result) is str
-                        else encode_reply(result)
-                    )
-                except OSError:
-                    _client_gone(websocket)
-        return None
-
-    async def _receive_ignoring(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
-        """With no hook for messages and no limits: drop them until the client leaves."""
-        websocket = ctx.websocket
-        receive = self._receive
-        while not self._wants_delivery:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return self._client_closed(message, ctx)
-            if websocket.application_state is not CONNECTED:
-                return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-        return None
-
-    async def _receive_in_order(self, ctx: Context, scope: anyio.CancelScope | None) -> int | None:
-        websocket = ctx.websocket
-        receive = self._receive
-        handle = self._routed if self._routes else self._single
-        admit = self._limiter() if self._plan.checks_messages else None
-        idle = self._plan.idle_timeout
-        while not self._wants_delivery:
-            if idle is not None:
-                scope.deadline = anyio.current_time() + idle
-            message = await receive()
-            if message["type"] == "websocket.receive":
-                if idle is not None:
-                    scope.deadline = math.inf  # a slow handler is not idleness
-                if admit is not None and not await admit(message):
-                    if websocket.application_state is not CONNECTED:
-                        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-                    continue
-                await handle(message, ctx)
-                if websocket.application_state is not CONNECTED:
-                    return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-            elif message["type"] == "websocket.disconnect":
-                return self._client_closed(message, ctx)
-        return None
-
-    async def _receive_concurrently(self, ctx: Context, scope: anyio.CancelScope | None) -> int:
-        """Like `_receive_in_order`, with up to `max_concurrency` handlers in flight."""
-        websocket = ctx.websocket
-        handle = self._routed if self._routes else self._single
-        admit = self._limiter() if self._plan.checks_messages else None
-        idle = self._plan.idle_timeout
-        slots = anyio.Semaphore(self._plan.max_concurrency)
-
-        async def run(message: Message) -> None:
-            try:
-                await handle(message, ctx)
-            finally:
-                slots.release()
-
-        async with anyio.create_task_group() as handlers:
-            self._tasks = handlers
-            if self._wants_delivery:
-                self._wants_delivery = False
-                handlers.start_soon(self._deliver, handlers)
-            while True:
-                if idle is not None:
-                    scope.deadline = anyio.current_time() + idle
-                message = await self._receive()
-                if message["type"] == "websocket.disconnect":
-                    handlers.cancel_scope.cancel()
-                    return self._client_closed(message, ctx)
-                if idle is not None:
-                    scope.deadline = math.inf
-                if admit is not None and not await admit(message):
-                    if websocket.application_state is not CONNECTED:
-                        break
-                    continue
-                await slots.acquire()  # at the limit, stop reading: back-pressure
-                if websocket.application_state is not CONNECTED:
-                    break
-                handlers.start_soon(run, message)
-            handlers.cancel_scope.cancel()
-        self._tasks = None
-        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-
-    def _client_closed(self, message: Message, ctx: Context) -> int:
-        websocket = ctx.websocket
-        websocket.client_state = DISCONNECTED
-        code = self._client_code = message.get("code", NO_STATUS)
-        if websocket.close_code is not None:  # we closed first; this is the echo
-            return websocket.close_code
-        ctx.close_reason = message.get("reason") or ""
-        return code
-
-    def _limiter(self) -> Callable[[Message], Awaitable[bool]]:
-        """The per-message size and rate check of this connection."""
+            return await close_code(self)
         plan = self._plan
-        max_size = plan.max_message_size
-        limit = plan.rate_limit
-        bucket = TokenBucket(limit, anyio.current_time()) if limit is not None else None
-        websocket = self.websocket
-
-        async def admit(message: Message) -> bool:
-            if max_size is not None and message_size(message) > max_size:
-                await close_quietly(websocket, MESSAGE_TOO_BIG, "message too big")
-                return False
-            if bucket is not None and not bucket.take(anyio.current_time()):
-                if limit.action == "close":
-                    await close_quietly(websocket, POLICY_VIOLATION, "rate limit exceeded")
-                return False
-            return True
-
-        return admit
+        code = None
+        with anyio.CancelScope() if plan.idle_timeout is not None else _NO_DEADLINE as idle:
+            if plan.max_concurrency == 1:
+                code = await self._receive_messages(ctx, idle)
+            if code is None:
+                try:
+                    async with anyio.create_task_group() as tasks:
+                        self._tasks, self._wants_delivery = tasks, False
+                        if self._membership is not None:
+                            tasks.start_soon(self._deliver, tasks)
+                        code = await self._receive_messages(ctx, idle)  # join() starts delivery
+                        if self._membership is not None:
+                            self._membership.queue.close()
+                        if plan.max_concurrency > 1 and websocket.close_code is None:
+                            tasks.cancel_scope.cancel()  # the client left: handlers serve nobody
+                        else:  # let what is in flight finish its frame (a close, a 1013), briefly
+                            tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
+                finally:
+                    self._tasks = None
+        if code is None:  # cancelled: the idle deadline passed, or delivery closed with 1013
+            await close_quietly(websocket, GOING_AWAY, "idle timeout")
+            return await close_code(self)
+        return code
 
     async def _single(self, message: Message, ctx: Context) -> None:
         hook, bound = self._plan.receive, self._on_receive
@@ -651,81 +481,12 @@ class WebSocketController:
         websocket = self.websocket
         if websocket.application_state is CONNECTED:
             try:
-                await self._send(encode_reply(value))
+                await self._send(encode_frame(value))
             except OSError:
-                _client_gone(websocket)
-
-    # -- endings ---------------------------------------------------------------------
-
-    async def _failed(self, exc: BaseException, ctx: Context) -> int | None:
-        """Decide the close for an exception from a hook; return on_disconnect's code."""
-        websocket = ctx.websocket
-        if isinstance(exc, WebSocketDisconnect):  # the client is gone
-            if websocket.client_state is DISCONNECTED:
-                # A send that failed says 1006; the loop may have read the client's own code.
-                code = exc.code if self._client_code == ABNORMAL else self._client_code
-            else:
-                code = await self._client_close_code(DRAIN_SECONDS)
-            return code if websocket.accepted else None
-        if isinstance(exc, (WebSocketException, HTTPException)):
-            self._error = exc  # thrown into generator dependencies at teardown
-        if isinstance(exc, WebSocketException):
-            await close_quietly(websocket, exc.code, exc.reason)
-            if not websocket.accepted:
-                return None
-            return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-        if isinstance(exc, HTTPException) and websocket.application_state is CONNECTING:
-            logger.info("%s refused a connection: %s", type(self).__name__, exc.detail)
-            if not await refuse_with_status(websocket, exc.status_code, exc.detail):
-                await close_quietly(websocket, POLICY_VIOLATION, exc.detail)
-            return None
-        if isinstance(exc, ParameterError):
-            logger.warning("%s refused a connection: %s", type(self).__name__, exc)
-            await close_quietly(websocket, POLICY_VIOLATION, str(exc))
-            return websocket.close_code if websocket.accepted else None
-        self._error = exc
-        try:
-            await self.on_error(websocket, exc)  # type: ignore[arg-type]
-        except Exception:
-            logger.exception("%s.on_error raised", type(self).__name__)
-        await close_quietly(websocket, INTERNAL_ERROR, "Internal error")
-        if not websocket.accepted:
-            return None
-        return websocket.close_code or await self._client_close_code(DRAIN_SECONDS)
-
-    async def _client_close_code(self, within: float) -> int:
-        """The close code the server reports once the client has gone."""
-        websocket = self.websocket
-        if websocket.client_state is not DISCONNECTED:
-            with anyio.move_on_after(within):
-                for _ in range(256):  # skip frames still queued behind the close
-                    message = await self._receive()
-                    if message["type"] == "websocket.disconnect":
-                        websocket.client_state = DISCONNECTED
-                        return message.get("code", NO_STATUS)
-        return self._client_code  # the loop may have read the client's close already
-
-    async def _disconnected(self, ctx: Context, code: int) -> None:
-        hook = self._plan.disconnect
-        bound = self._on_disconnect
-        if hook is None or bound is None:
-            return
-        ctx.close_code = code
-        if ctx.close_reason is None:
-            ctx.close_reason = self.websocket.close_reason or ""
-        try:
-            await self._call(hook, bound, ctx)
-        except Exception:
-            logger.exception("%s.on_disconnect raised", type(self).__name__)
+                client_gone(websocket)
 
 
 _NO_KWARGS: dict[str, Any] = {}  # never mutated
-
-
-def _client_gone(websocket: WebSocket) -> None:
-    # As Starlette's WebSocket.send does: a failed send means the client left.
-    websocket.application_state = DISCONNECTED
-    raise WebSocketDisconnect(ABNORMAL)
 
 
 async def _upgrade_required(send: Callable[[Message], Awaitable[None]]) -> None:
