@@ -18,9 +18,6 @@ from typing import Any
 
 from tether.close_codes import INVALID_PAYLOAD, UNSUPPORTED_DATA
 from tether.di.conversion import identity, unwrap_annotated
-
-# Re-exported under its old name for controller.py, which still imports it from here.
-from tether.frames import encode_frame as encode_reply  # noqa: F401
 from tether.frames import loads
 
 try:

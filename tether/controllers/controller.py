@@ -19,19 +19,20 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tether.brokers import Broker, MemoryBroker
 from tether.brokers.positions import Position, Recovery
-from tether.close_codes import ABNORMAL_CLOSURE, GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION
+from tether.close_codes import (
+    ABNORMAL_CLOSURE,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    INVALID_PAYLOAD,
+    POLICY_VIOLATION,
+    UNSUPPORTED_DATA,
+)
 from tether.controllers._endings import DRAIN_SECONDS, client_gone, close_code, ending, failed
 from tether.controllers._passthrough import skip_passthrough
 from tether.controllers._plan import ControllerPlan, HookPlan, compile_controller
 from tether.controllers._receive import receive_fast, receive_general
 from tether.controllers._shield import teardown_shield
-from tether.controllers.codecs import (
-    DECODE_FAILURES,
-    INVALID_PAYLOAD,
-    UNSUPPORTED_DATA,
-    DecodeError,
-    parse_json,
-)
+from tether.controllers.codecs import DECODE_FAILURES, DecodeError, parse_json
 from tether.controllers.codecs import describe as describe_error
 from tether.controllers.errors import (
     WebSocketDisconnect,

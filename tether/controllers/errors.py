@@ -8,8 +8,6 @@ from typing import Any
 from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-# Re-exported for controller.py, which still imports them from here.
-from tether.close_codes import INTERNAL_ERROR, POLICY_VIOLATION  # noqa: F401
 from tether.controllers.websocket import WebSocket
 
 if sys.version_info < (3, 11):  # pragma: no cover

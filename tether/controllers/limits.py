@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# Re-exported for controller.py, which still imports it from here.
-from tether.close_codes import MESSAGE_TOO_BIG  # noqa: F401
-
 
 @dataclass(frozen=True)
 class RateLimit:
