@@ -14,7 +14,7 @@ from typing import Any, Literal
 import anyio
 from starlette.websockets import WebSocket, WebSocketState
 
-from tether.brokers._eager import Resume, start_send
+from tether.brokers._eager import EAGER_SENDS, Resume, start_send
 
 __all__ = ["CLOSE_TRY_AGAIN_LATER", "OutboundQueue"]
 
@@ -196,7 +196,8 @@ class OutboundQueue:
         # could not start at once (see deliver).
         loop = _running_asyncio_loop()
         if loop is not None:
-            self._loop, self._task = loop, asyncio.current_task()
+            # No task to step as (EAGER_SENDS off): deliver() queues, and this task sends.
+            self._loop, self._task = loop, asyncio.current_task() if EAGER_SENDS else None
             self._context = contextvars.copy_context()
         new_event = type(anyio.Event())  # the backend's class, looked up once
         try:
