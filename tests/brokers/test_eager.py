@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -202,3 +203,15 @@ async def test_nothing_is_sent_once_the_app_closed_the_websocket() -> None:
         assert queue.closed
     assert [m["type"] for m in wire] == ["websocket.accept", "websocket.send", "websocket.close"]
     assert wire[1]["text"] == "before"
+
+
+@eager_only
+async def test_the_task_is_swapped_the_way_this_python_offers() -> None:
+    # 3.12+ has one call for it (as its eager tasks use); 3.10 and 3.11 keep a table.
+    from tether.brokers import _eager
+
+    if sys.version_info >= (3, 12):
+        assert _eager._swap_current_task is not None
+    else:
+        assert _eager._swap_current_task is None
+        assert _eager._current_tasks is not None
