@@ -16,8 +16,8 @@ from typing import Any
 
 import anyio
 import pytest
+from asgi_server import AsgiServer
 from redis import Redis
-from uvicorn_server import UvicornServer
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
@@ -45,17 +45,17 @@ def kill(redis: RedisServer) -> None:
     redis.stop()  # forget the dead process; start() brings one up on the same port
 
 
-def serve(redis: RedisServer) -> UvicornServer:
-    return UvicornServer(TARGET, env={"TETHER_REDIS_URL": redis.url})
+def serve(redis: RedisServer) -> AsgiServer:
+    return AsgiServer(TARGET, env={"TETHER_REDIS_URL": redis.url})
 
 
 @pytest.fixture
-def two_servers(redis_server: RedisServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+def two_servers(redis_server: RedisServer) -> Iterator[tuple[AsgiServer, AsgiServer]]:
     with serve(redis_server) as a, serve(redis_server) as b:
         yield a, b
 
 
-def client(server: UvicornServer, room: str, since: str | None = None) -> Any:
+def client(server: AsgiServer, room: str, since: str | None = None) -> Any:
     path = f"/ws/{room}" + (f"?since={since}" if since else "")
     return ws_connect(server.url(path), max_queue=None)
 
@@ -74,7 +74,7 @@ async def joined(ws: ClientConnection) -> dict[str, Any]:
 
 @pytest.mark.parametrize("away", [1.0, 10.0])
 async def test_a_client_back_after_a_drop_gets_the_thousand_it_missed_then_live_ones(
-    two_servers: tuple[UvicornServer, UvicornServer], away: float
+    two_servers: tuple[AsgiServer, AsgiServer], away: float
 ) -> None:
     a, b = two_servers
     room = f"drop{int(away)}"

@@ -2,7 +2,9 @@
 
 `Probe` echoes what it receives and obeys commands: `!close CODE`, `!raise
 CODE` (a WebSocketException) and `!crash` (any other exception); `?refuse=1`
-makes it refuse the handshake. `Journal` appends its lifecycle to the file
+makes it refuse the handshake, `?deny=STATUS` refuses it with an
+`HTTPException` of that status (sent as such where the server supports
+denial responses). `Journal` appends its lifecycle to the file
 named by the `TETHER_SERVER_LOG` environment variable.
 """
 
@@ -10,6 +12,7 @@ import os
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
 
 import tether
@@ -17,7 +20,11 @@ from tether import Provide, Query, WebSocket, WebSocketController, WebSocketExce
 
 
 class Probe(WebSocketController):
-    async def on_connect(self, websocket: WebSocket, refuse: bool = Query(False)) -> None:
+    async def on_connect(
+        self, websocket: WebSocket, refuse: bool = Query(False), deny: int = Query(0)
+    ) -> None:
+        if deny:
+            raise HTTPException(deny, "not for you")
         if refuse:
             await websocket.close(1008)
 

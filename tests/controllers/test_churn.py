@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import anyio
 import httpx
 import pytest
-from uvicorn_server import UvicornServer
+from asgi_server import AsgiServer
 from websockets.asyncio.client import connect as ws_connect
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +50,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 def server() -> Iterator[int]:
     """uvicorn serving churn_app on a free loopback port; always terminated."""
-    with UvicornServer("tests.controllers.churn_app:app") as running:
+    with AsgiServer("tests.controllers.churn_app:app") as running:
         yield running.port
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import anyio
 import pytest
 import uvicorn
+from asgi_server import AsgiServer, free_port
 from hostile_app import app
-from uvicorn_server import UvicornServer, free_port
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -156,15 +156,15 @@ async def test_json_as_deep_as_the_parser_takes_still_echoes(server: ServerThrea
 
 
 @pytest.fixture
-def stdlib_server() -> Iterator[UvicornServer]:
+def stdlib_server() -> Iterator[AsgiServer]:
     """The same apps in a subprocess where msgspec cannot be imported."""
     env = {"TETHER_WITHOUT_MSGSPEC": "1"}
-    with UvicornServer("hostile_app:app", app_dir=HERE, env=env, capture=True) as running:
+    with AsgiServer("hostile_app:app", app_dir=HERE, env=env, capture=True) as running:
         yield running
 
 
 async def test_deeply_nested_json_closes_1007_with_the_stdlib_parser(
-    stdlib_server: UvicornServer,
+    stdlib_server: AsgiServer,
 ) -> None:
     with anyio.fail_after(20):
         async with connect(stdlib_server.url("/decoder")) as ws:

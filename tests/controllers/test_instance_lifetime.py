@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -183,7 +184,13 @@ async def test_the_controller_is_freed_when_its_connection_ends(
     frames: list[str],
     closed_with: int | None,
     monkeypatch: pytest.MonkeyPatch,
+    anyio_backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if controller is Concurrent and anyio_backend == "asyncio" and sys.version_info >= (3, 12):
+        # Seen by .ci/matrix, and the same at the commit before it: left for controller.py.
+        reason = "on asyncio under 3.12+ a concurrent controller is left in a reference cycle"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     refs = tracked(controller, monkeypatch)
     sent = await serve(controller, *frames)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from uvicorn_server import UvicornServer
+from asgi_server import AsgiServer
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
@@ -24,7 +24,7 @@ async def test_sigterm_closes_every_connection_with_1001_and_tears_down(
     ws: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "endings.log"
-    running = UvicornServer(
+    running = AsgiServer(
         "tests.controllers.shutdown_app:app", ws=ws, env={"TETHER_TEST_LOG": str(log)}
     )
     server, port = running.process, running.port

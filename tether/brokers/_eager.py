@@ -19,25 +19,35 @@ is handed to the member's task, which resumes it exactly where it stopped
 (`Resume`), so the publisher still never waits for a slow client.
 
 asyncio only: under trio a suspended step is tied to the task that ran it.
+Off (`EAGER_SENDS` False) with `TETHER_NO_PRIVATE=1` (see `tether.internals`),
+or where asyncio has neither private name: then the member's task sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-__all__ = ["Resume", "start_send"]
+from tether.internals import USE_PRIVATE_INTERNALS
+
+__all__ = ["EAGER_SENDS", "Resume", "start_send"]
 
 Step = Any  # a coroutine, or the iterator an awaitable's __await__ returns
 
 
-try:  # 3.12+: one call swaps the running task, as eager tasks do
-    from asyncio.tasks import _swap_current_task
-except ImportError:  # 3.10, 3.11: swapped in the table that _enter_task and _leave_task keep
-    _swap_current_task = None
-    from asyncio.tasks import _current_tasks
+_swap_current_task = _current_tasks = None
+if USE_PRIVATE_INTERNALS:
+    try:  # 3.12+: one call swaps the running task, as eager tasks do
+        from asyncio.tasks import _swap_current_task
+    except ImportError:  # 3.10, 3.11: swapped in the table that _enter_task and _leave_task keep
+        with contextlib.suppress(ImportError):  # else: an asyncio with neither
+            from asyncio.tasks import _current_tasks
+
+EAGER_SENDS = _swap_current_task is not None or _current_tasks is not None
+"""Whether `start_send` may be used; when False, the member's own task sends."""
 
 
 def start_send(

@@ -15,7 +15,7 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketState
 
 from tether._running_loop import running_asyncio_loop
-from tether.brokers._eager import Resume, start_send
+from tether.brokers._eager import EAGER_SENDS, Resume, start_send
 from tether.close_codes import TRY_AGAIN_LATER
 
 __all__ = ["OutboundQueue"]
@@ -196,7 +196,8 @@ class OutboundQueue:
         # could not start at once (see deliver).
         loop = running_asyncio_loop()
         if loop is not None:
-            self._loop, self._task = loop, asyncio.current_task()
+            # No task to step as (EAGER_SENDS off): deliver() queues, and this task sends.
+            self._loop, self._task = loop, asyncio.current_task() if EAGER_SENDS else None
             self._context = contextvars.copy_context()
         new_event = type(anyio.Event())  # the backend's class, looked up once
         try:

@@ -11,6 +11,7 @@ sixth of what tether spends on an echoed text message.
 The wrapper is recognised by its code object, taken from the installed
 Starlette, and only that exact closure is skipped. Anything else (another
 version's wrapper, a user's middleware wrapping `send`) is called as given.
+With `TETHER_NO_PRIVATE=1` (see `tether.internals`) nothing is skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from types import CodeType, FunctionType
 from typing import Any
 
 from starlette.types import Send
+
+from tether.internals import USE_PRIVATE_INTERNALS
 
 
 def _find_sender() -> tuple[CodeType, int] | None:
@@ -41,7 +44,7 @@ def _find_sender() -> tuple[CodeType, int] | None:
     return None  # pragma: no cover - a Starlette whose wrapper looks otherwise
 
 
-_SENDER = _find_sender()
+_SENDER = _find_sender() if USE_PRIVATE_INTERNALS else None
 
 
 def skip_passthrough(send: Send) -> Send:

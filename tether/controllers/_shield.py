@@ -10,12 +10,14 @@ On asyncio such a shield only holds off anyio's own cancellation: a native
 cancel scopes encloses the task, and it notes that scope in a per-task record.
 A task that no anyio scope encloses (uvicorn's connection tasks, for one) has
 nothing the shield could hold off, so it gets no shield. Where that record
-cannot be read, or on another backend (trio), the shield is always entered.
+cannot be read, with `TETHER_NO_PRIVATE=1` (see `tether.internals`), or on
+another backend (trio), the shield is always entered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -23,11 +25,13 @@ from typing import Any
 import anyio
 
 from tether._running_loop import running_asyncio_loop
+from tether.internals import USE_PRIVATE_INTERNALS
 
-try:  # anyio's record of which cancel scope encloses each asyncio task
-    from anyio._backends._asyncio import _task_states
-except ImportError:  # pragma: no cover - a future anyio; then every teardown is shielded
-    _task_states = None
+_task_states = None  # then every teardown is shielded
+if USE_PRIVATE_INTERNALS:
+    with contextlib.suppress(ImportError):  # else: a future anyio
+        # anyio's record of which cancel scope encloses each asyncio task
+        from anyio._backends._asyncio import _task_states
 
 _NOTHING_TO_HOLD_OFF: AbstractContextManager[Any] = nullcontext()
 

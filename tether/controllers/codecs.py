@@ -278,8 +278,17 @@ def describe(exc: BaseException) -> str:
         except Exception:
             pass
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) or text.startswith(
-        ("JSON is malformed", "Input data was truncated", "Invalid")
-    ):
+    if _is_malformed(exc):
         return f"malformed JSON: {text}"
     return f"invalid message: {text}"
+
+
+def _is_malformed(exc: BaseException) -> bool:
+    # By msgspec's exception classes, not its wording: ValidationError subclasses DecodeError.
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return True
+    return (
+        msgspec is not None
+        and isinstance(exc, msgspec.DecodeError)
+        and not isinstance(exc, msgspec.ValidationError)
+    )

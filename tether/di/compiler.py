@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket as StarletteWebSocket
 from tether.di.conversion import (
     compile_converter,
     identity,
+    is_class,
     is_list_annotation,
     parse_query_string,
     unwrap_annotated,
@@ -238,7 +239,7 @@ def _compile_param(
                 f"{_where_reserved(name)} only."
             )
         return Param(name, RESERVED[name], _RESERVED_GETTERS[name], key=name)
-    if isinstance(base, type) and issubclass(base, StarletteWebSocket):
+    if is_class(base) and issubclass(base, StarletteWebSocket):
         return Param(name, CONNECTION, _RESERVED_GETTERS["websocket"], key="websocket")
     if isinstance(marker, Provide):
         dependency = _compile_provide(marker, at, stack)

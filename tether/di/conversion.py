@@ -85,11 +85,11 @@ def compile_converter(annotation: Any) -> Converter:
         return _literal_converter(typing.get_args(annotation))
     if annotation is bool:
         return _to_bool
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+    if is_class(annotation) and issubclass(annotation, enum.Enum):
         return _enum_converter(annotation)
     if annotation in (datetime.datetime, datetime.date, datetime.time):
         return _exact_or(annotation, annotation.fromisoformat)
-    if isinstance(annotation, type):
+    if is_class(annotation):
         return _exact_or(annotation, annotation)
     raise TypeError(f"cannot convert request values to {annotation!r}")
 
@@ -163,3 +163,12 @@ def parse_query_string(raw: bytes) -> dict[str, list[str]]:
         else:
             found.append(value)
     return values
+
+
+def is_class(annotation: Any) -> bool:
+    """Whether `annotation` is a class that `issubclass` accepts.
+
+    On Python 3.10 `list[int]` passes `isinstance(..., type)`, yet
+    `issubclass` refuses it.
+    """
+    return isinstance(annotation, type) and not isinstance(annotation, types.GenericAlias)

@@ -1,4 +1,4 @@
-"""uvicorn in a subprocess on a free loopback port, for end-to-end tests."""
+"""An ASGI server (uvicorn, hypercorn, granian or daphne) in a subprocess, for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from types import TracebackType
 ROOT = Path(__file__).resolve().parents[1]
 # uvicorn deprecates its legacy `--ws websockets` implementation; the tests still cover it.
 QUIET = "ignore::DeprecationWarning,ignore::UserWarning"
+SERVERS = ("uvicorn", "hypercorn", "granian", "daphne")
 
 
 def free_port() -> int:
@@ -22,8 +23,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class UvicornServer:
-    """`python -m uvicorn TARGET` on a free 127.0.0.1 port; always stopped on exit.
+def server_command(server: str, target: str, port: int, ws: str) -> list[str]:
+    """The command line that serves `target` with `server` on 127.0.0.1:`port`, one process.
+
+    `ws` picks uvicorn's WebSocket implementation (`websockets` or `wsproto`);
+    the other servers have one each.
+    """
+    run = [sys.executable, "-m", server]
+    if server == "uvicorn":
+        return [*run, target, "--host", "127.0.0.1", "--port", str(port), "--ws", ws,
+                "--lifespan", "on", "--log-level", "warning"]  # fmt: skip
+    if server == "hypercorn":
+        return [*run, target, "--bind", f"127.0.0.1:{port}", "--workers", "0",
+                "--log-level", "warning"]  # fmt: skip
+    if server == "granian":
+        return [*run, target, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    if server == "daphne":
+        return [*run, target, "--bind", "127.0.0.1", "--port", str(port), "--verbosity", "0"]
+    raise ValueError(f"unknown server {server!r}; expected one of {SERVERS}")
+
+
+class AsgiServer:
+    """`python -m SERVER TARGET` on a free 127.0.0.1 port; always stopped on exit.
 
     `target` is an import string (`"tests.controllers.churn_app:app"`), resolved
     from the repository root or from `app_dir`. Entering waits (bounded) until
@@ -34,22 +56,26 @@ class UvicornServer:
         self,
         target: str,
         *,
+        server: str = "uvicorn",
         ws: str = "websockets",
         app_dir: Path | None = None,
         env: dict[str, str] | None = None,
         capture: bool = False,
         startup: float = 15.0,
     ) -> None:
+        self.server = server
         self.port = free_port()
-        command = [sys.executable, "-m", "uvicorn", target,
-                   "--host", "127.0.0.1", "--port", str(self.port), "--ws", ws,
-                   "--lifespan", "on", "--log-level", "warning"]  # fmt: skip
-        if app_dir is not None:
-            command += ["--app-dir", str(app_dir)]
+        path = [str(app_dir)] if app_dir is not None else []
+        path += [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         self.process = subprocess.Popen(
-            command,
+            server_command(server, target, self.port, ws),
             cwd=ROOT,
-            env={**os.environ, "PYTHONWARNINGS": QUIET, **(env or {})},
+            env={
+                **os.environ,
+                "PYTHONWARNINGS": QUIET,
+                "PYTHONPATH": os.pathsep.join(path),
+                **(env or {}),
+            },
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.STDOUT if capture else None,
         )
@@ -64,7 +90,7 @@ class UvicornServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"uvicorn exited with {self.process.returncode}:\n{self.output()}"
+                    f"{self.server} exited with {self.process.returncode}:\n{self.output()}"
                 )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
@@ -72,7 +98,7 @@ class UvicornServer:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"uvicorn did not listen on port {self.port} within {within}s")
+        raise RuntimeError(f"{self.server} did not listen on port {self.port} within {within}s")
 
     def output(self) -> str:
         """What the server printed (only with `capture=True`, once it has exited)."""
@@ -90,7 +116,7 @@ class UvicornServer:
                 self.process.wait(timeout=5)
         return self.output()
 
-    def __enter__(self) -> UvicornServer:
+    def __enter__(self) -> AsgiServer:
         return self
 
     def __exit__(

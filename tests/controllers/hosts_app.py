@@ -1,0 +1,58 @@
+"""One controller mounted in each host framework, for tests/controllers/test_mounting.py.
+
+Served by uvicorn in a subprocess: `hosts_app:starlette_app`, `:fastapi_app`,
+`:lilya_app`, `:ravyn_app` (a route of its own) and `:ravyn_include_app`
+(an `Include` of a child app). Each runs `tether.lifespan` as its lifespan;
+`Room` appends its lifecycle to the file named by `TETHER_HOSTS_LOG`.
+"""
+
+import os
+
+from fastapi import FastAPI
+from lilya.apps import Lilya
+from lilya.routing import WebSocketPath
+from ravyn import Include, Ravyn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+import tether
+from tether import Provide, Query, WebSocketController
+
+
+def write(line: str) -> None:
+    with open(os.environ["TETHER_HOSTS_LOG"], "a") as log:
+        log.write(line + "\n")
+
+
+def pool():
+    write("pool up")
+    yield "pool"
+    write("pool down")
+
+
+class Room(WebSocketController):
+    encoding = "json"
+
+    async def on_connect(self, room: str, name: str = Query("anon")) -> None:
+        write(f"{name} joined {room}")
+
+    async def on_receive(self, data: dict, room: str, db: str = Provide(pool, scope="app")) -> dict:
+        return {"room": room, "db": db, "echo": data}
+
+    async def on_disconnect(self, close_code: int) -> None:
+        write(f"on_disconnect {close_code}")
+
+
+starlette_app = Starlette(routes=[WebSocketRoute("/ws/{room}", Room)], lifespan=tether.lifespan)
+
+fastapi_app = FastAPI(lifespan=tether.lifespan)
+fastapi_app.router.add_websocket_route("/ws/{room}", Room)
+
+lilya_app = Lilya(routes=[WebSocketPath("/ws/{room}", Room)], lifespan=tether.lifespan)
+
+ravyn_app = Ravyn(routes=[WebSocketPath("/ws/{room}", Room)], lifespan=tether.lifespan)
+
+ravyn_include_app = Ravyn(
+    routes=[Include("/ws", app=Ravyn(routes=[WebSocketPath("/{room}", Room)]))],
+    lifespan=tether.lifespan,
+)
