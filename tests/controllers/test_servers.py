@@ -30,9 +30,6 @@ SERVERS = {
 }
 # (target, path prefix): a bare controller and the same one in Starlette.
 TARGETS = {"bare": ("servers_app:Probe", ""), "starlette": ("servers_app:app", "/probe/lobby")}
-# hypercorn takes a class (its `__call__` is no coroutine function) for a WSGI app, and
-# daphne (asgiref) for an ASGI 2 app: neither serves a bare controller class.
-NOT_A_CLASS = {"hypercorn", "daphne"}
 # daphne (autobahn) sends only close codes 1000 and 3000-4999: tether falls back to 1000.
 NORMAL_CLOSE_ONLY = {"daphne"}
 # Servers without the `websocket.http.response` extension answer every refusal with 403.
@@ -52,12 +49,7 @@ def Server(name: str, target: str, env: dict[str, str] | None = None) -> AsgiSer
 
 
 def served_params() -> list[tuple[str, str]]:
-    return [
-        (name, target)
-        for name, (server, _) in SERVERS.items()
-        for target in sorted(TARGETS)
-        if not (target == "bare" and server in NOT_A_CLASS)
-    ]
+    return [(name, target) for name in SERVERS for target in sorted(TARGETS)]
 
 
 @pytest.fixture(scope="module", params=served_params(), ids="-".join)
@@ -154,23 +146,6 @@ async def test_close_codes_seen_by_the_client(
     assert closed.value.rcvd.code == code
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
-        f"{name} does not take a class for an ASGI 3 app: serve a bare controller "
-        "through a framework app there"))) for name in sorted(NOT_A_CLASS)],
-)  # fmt: skip
-async def test_a_bare_controller_under_servers_that_do_not_take_a_class(name: str) -> None:
-    server = Server(name, "servers_app:Probe")
-    try:
-        with anyio.fail_after(5):
-            async with connect(server.url("/")) as ws:
-                await ws.send("hello")
-                assert await ws.recv() == "hello"
-    finally:
-        server.stop()
-
-
 # granian's worker stops on the same signal as tether without waiting for the app: its
 # close with 1001 may be lost (the connection just drops), and the session's task may
 # never run again, so on_disconnect and its teardown do not run (see docs/deployment.md).
@@ -187,8 +162,6 @@ GRACEFUL = [
 async def test_server_shutdown_closes_1001_and_tears_everything_down(
     tmp_path: Path, name: str, target: str
 ) -> None:
-    if target.endswith(":Journal") and SERVERS[name][0] in NOT_A_CLASS:
-        pytest.skip(f"{name} serves a bare controller only through a framework app")
     log = tmp_path / "server.log"
     server = Server(name, target, env={"TETHER_SERVER_LOG": str(log)})
     path = "/journal" if target.endswith(":app") else "/"

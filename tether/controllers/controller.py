@@ -149,6 +149,14 @@ class WebSocketController:
     def __await__(self) -> Generator[Any, None, None]:
         return self.dispatch().__await__()
 
+    # Servers that cannot tell an ASGI 3 class from an ASGI 2 or WSGI app look for
+    # these: asgiref's marker (daphne), and a coroutine `app.__call__` (hypercorn).
+    _asgi_single_callable: ClassVar[bool] = True
+
+    async def __call__(self) -> None:
+        """Serve the connection: the same as awaiting the instance."""
+        await self.dispatch()
+
     # -- hooks a subclass may write ------------------------------------------------
 
     async def on_connect(self, websocket: WebSocket) -> None:
