@@ -34,6 +34,7 @@ import dataclasses
 import gc
 import importlib
 import json
+import math
 import statistics
 import sys
 import time
@@ -281,6 +282,22 @@ def load_peers(names: Sequence[str] | None) -> tuple[list[tuple[FanoutPeer, Any]
     return loaded, skipped
 
 
+def estimate_seconds(timed: Sequence[tuple[int, float]], count: int) -> float:
+    """One publish to `count` members, scaled from the last two (members, seconds) timed.
+
+    Linear at least; faster where the peer grew faster between its last two counts
+    (Django Channels' in-memory layer grows about as members^1.3), so a peer whose
+    publishes grow superlinearly is not kept busy for minutes at the next count.
+    """
+    fewer, seconds = timed[-1]
+    exponent = 1.0
+    if len(timed) >= 2:
+        least, first = timed[-2]
+        if least < fewer and first > 0 and seconds > first:
+            exponent = max(1.0, math.log(seconds / first) / math.log(fewer / least))
+    return seconds * (count / fewer) ** exponent
+
+
 async def run_fanout(
     members: Sequence[int],
     *,
@@ -298,14 +315,15 @@ async def run_fanout(
     than on all of one peer's samples. Returns `{"members", "rounds", "rows": {row:
     {str(n): summary or {"error"} or {"skipped"}}}, "skipped", "no_groups"}`; a
     cell's `median_seconds` is the median of its rounds' medians.
-    A peer whose publishes, scaled linearly from its previous member count, would keep
-    one cell busy longer than `cell_seconds` is skipped at the larger count, with why.
+    A peer whose publishes, scaled from its previous member counts, would keep one
+    cell busy longer than `cell_seconds` is skipped at the larger count, with why
+    (see `estimate_seconds`: a peer that grows faster than linearly is scaled so).
     """
     loaded, skipped = load_peers(peers)
     names = [peer.name for peer, _ in loaded] + ["broker", "broker_enqueue"]
     samples: dict[str, dict[int, list[list[float]]]] = {n: {c: [] for c in members} for n in names}
     rows: dict[str, dict[str, Any]] = {name: {} for name in names}
-    previous: dict[str, tuple[int, float]] = {}
+    previous: dict[str, list[tuple[int, float]]] = {}
     for round_number in range(1, rounds + 1):
         for count in members:
             started = time.perf_counter()
@@ -313,9 +331,9 @@ async def run_fanout(
                 cell = rows[peer.name]
                 if "skipped" in cell.get(str(count), {}) or "error" in cell.get(str(count), {}):
                     continue
-                if peer.name in previous and previous[peer.name][0] < count:
-                    fewer, seconds = previous[peer.name]
-                    estimate = seconds * count / fewer * (MIN_PUBLISHES + 1)
+                if peer.name in previous and previous[peer.name][-1][0] < count:
+                    fewer, seconds = previous[peer.name][-1]
+                    estimate = estimate_seconds(previous[peer.name], count) * (MIN_PUBLISHES + 1)
                     if estimate > cell_seconds:
                         cell[str(count)] = {
                             "skipped": f"one publish to {fewer:,} took {seconds:.3f} s, so"
@@ -328,7 +346,9 @@ async def run_fanout(
                 try:
                     found = await peer_fanout(peer, module, count, budget=budget, most=most)
                     samples[peer.name][count].append(found)
-                    previous[peer.name] = (count, statistics.median(found))
+                    timed = previous.setdefault(peer.name, [])
+                    if not timed or timed[-1][0] < count:  # the first round's, in rising order
+                        timed.append((count, statistics.median(found)))
                 except Exception as exc:  # a failing peer is reported in its cell
                     cell[str(count)] = {"error": f"{type(exc).__name__}: {exc}"}
                     log(f"  fan-out {peer.name} @{count} failed: {exc}")

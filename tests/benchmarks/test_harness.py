@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 APPS = ("raw", "starlette", "fastapi", "litestar", "lilya", "channels", "tether", "tether_direct")
@@ -173,3 +175,13 @@ def test_footprint_quick_run_reports_bytes_per_connection_and_the_share_above_ra
     markdown = (tmp_path / "latest.md").read_text()
     assert "## Memory per idle connection (in-process, tracemalloc)" in markdown
     assert "framework share of memory per idle connection" in markdown
+
+
+def test_a_peer_growing_faster_than_linearly_is_scaled_so_before_its_next_count() -> None:
+    from benchmarks.fanout import estimate_seconds
+
+    # Linear from one point; never below linear; Django Channels' growth (20 ms at 100,
+    # 441 ms at 1,000 members) puts a publish to 10,000 near 10 s, not 4.4 s.
+    assert estimate_seconds([(1_000, 0.3)], 10_000) == pytest.approx(3.0)
+    assert estimate_seconds([(100, 0.02), (1_000, 0.1)], 10_000) == pytest.approx(1.0)
+    assert estimate_seconds([(100, 0.02), (1_000, 0.441)], 10_000) == pytest.approx(9.72, rel=0.01)
