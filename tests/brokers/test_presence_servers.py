@@ -1,0 +1,91 @@
+"""Presence end to end: two uvicorn processes on one real redis-server, `websockets` clients.
+
+Both processes agree on who is in a room; when one is killed with SIGKILL,
+its members leave the other's `presence()` and a leave diff reaches the
+members on the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from asgi_server import AsgiServer
+from redis import Redis
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from tether.testing.redis import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+TARGET = "tests.brokers.presence_app:app"
+TIMEOUT = 30.0
+HEARTBEAT = 0.5
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def two_servers(redis_server: RedisServer) -> Iterator[tuple[AsgiServer, AsgiServer]]:
+    env = {"TETHER_REDIS_URL": redis_server.url, "TETHER_PRESENCE_HEARTBEAT": str(HEARTBEAT)}
+    with AsgiServer(TARGET, env=env) as a, AsgiServer(TARGET, env=env) as b:
+        yield a, b
+
+
+def client(server: AsgiServer, room: str, nick: str) -> Any:
+    return ws_connect(server.url(f"/ws/{room}?nick={nick}"))
+
+
+async def frame(ws: ClientConnection) -> dict[str, Any]:
+    with anyio.fail_after(TIMEOUT):
+        return json.loads(await ws.recv())
+
+
+async def who(ws: ClientConnection) -> dict[str, Any]:
+    """What the server says is present; presence diffs that come first are skipped."""
+    await ws.send(json.dumps({"who": True}))
+    while "present" not in (answer := await frame(ws)):
+        pass
+    return answer["present"]
+
+
+async def diff_until(ws: ClientConnection, key: str, kind: str) -> dict[str, Any]:
+    """The first presence diff with `key` among its `kind` ("joins" or "leaves")."""
+    while True:
+        received = await frame(ws)
+        if received.get("event") == "presence_diff" and key in received[kind]:
+            return received
+
+
+async def test_two_processes_agree_and_a_killed_ones_members_leave(
+    two_servers: tuple[AsgiServer, AsgiServer], redis_server: RedisServer
+) -> None:
+    a, b = two_servers
+    async with client(a, "lobby", "ada") as ada, client(b, "lobby", "bob") as bob:
+        await diff_until(ada, "bob", "joins")  # bob's join reached ada's process
+        on_a, on_b = await who(ada), await who(bob)
+        assert on_a == on_b
+        assert sorted(on_a) == ["ada", "bob"]
+        assert on_a["ada"] != on_a["bob"]  # each payload names its own process
+
+        b.process.kill()  # SIGKILL: no leave of its own, no goodbye to Redis
+        b.process.wait(timeout=TIMEOUT)
+        leave = await diff_until(ada, "bob", "leaves")
+        assert leave == {
+            "event": "presence_diff",
+            "group": "room:lobby",
+            "joins": {},
+            "leaves": {"bob": on_a["bob"]},
+        }
+        assert await who(ada) == {"ada": on_a["ada"]}
+    with anyio.fail_after(TIMEOUT):
+        with Redis.from_url(redis_server.url) as redis:
+            while redis.exists("tether:presence:room:lobby", "tether:presence-keys:room:lobby"):
+                await anyio.sleep(0.05)
