@@ -354,8 +354,14 @@ class RedisBroker(Broker):
             logger.debug("RedisBroker: leaving presence failed: %s", exc)
 
     async def watch_presence(self, group: str, member: Member) -> None:
-        """Send `member` the presence diffs of `group` from every process."""
+        """Send `member` the presence diffs of `group` from every process.
+
+        Also starts this process's sweep, so the leaves of a dead process reach
+        `member` even when no member of this process is present itself.
+        """
         self._presence.watchers.add(group, member)
+        run = self._presence.swept()
+        await run if self._bind() else await self._on_home_loop(run)
 
     async def unwatch_presence(self, group: str, member: Member) -> None:
         """Stop sending `member` the presence diffs of `group`."""

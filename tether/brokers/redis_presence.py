@@ -315,14 +315,20 @@ class RedisPresence:
 
     # -- reads ------------------------------------------------------------------
 
+    async def swept(self) -> None:
+        """Start the heartbeat if it is not running, first sweeping what died meanwhile."""
+        if self.task is None:
+            await self.tick()  # the first read of a process that never swept must not be stale
+            self.ensure_running()
+
     async def members(self, group: str) -> dict[str, list[Any]]:
-        self.ensure_running()
+        await self.swept()
         assert self.client is not None
         values = await self.client.hvals(self.keys.entries(group))
         return decode_entries(value.decode() for value in values)
 
     async def count(self, group: str) -> int:
-        self.ensure_running()
+        await self.swept()
         assert self.client is not None
         return int(await self.client.hlen(self.keys.counts(group)))
 
