@@ -243,6 +243,7 @@ class RedisPresence:
     # -- changes ----------------------------------------------------------------
 
     async def track(self, group: str, member: Any, entry: str) -> None:
+        """Make `member` present in `group` in Redis; tell local watchers at once."""
         self.ensure_running()
         groups = self.entries.by_member.get(id(member))
         old = None if groups is None else groups.get(group)
@@ -279,6 +280,7 @@ class RedisPresence:
         )
 
     async def untrack(self, group: str, member: Any, *, quiet: bool = True) -> None:
+        """Remove `member` from `group`'s presence; bounded, raises only when not `quiet`."""
         record = self.entries.pop(member, group)
         if record is None:
             return
@@ -309,6 +311,7 @@ class RedisPresence:
             logger.warning("RedisBroker cannot remove a presence in %r: %s", group, exc)
 
     async def untrack_all(self, member: Any) -> None:
+        """Remove `member` from every group's presence and stop its diffs; never raises."""
         self.watchers.discard_all(member)
         for group in list(self.entries.by_member.get(id(member), ())):
             await self.untrack(group, member)
@@ -322,12 +325,14 @@ class RedisPresence:
             self.ensure_running()
 
     async def members(self, group: str) -> dict[str, list[Any]]:
+        """`{key: [payload, ...]}` for `group`, from Redis."""
         await self.swept()
         assert self.client is not None
         values = await self.client.hvals(self.keys.entries(group))
         return decode_entries(value.decode() for value in values)
 
     async def count(self, group: str) -> int:
+        """How many distinct keys are present in `group` (one `HLEN`)."""
         await self.swept()
         assert self.client is not None
         return int(await self.client.hlen(self.keys.counts(group)))
