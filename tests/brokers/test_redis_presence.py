@@ -203,3 +203,24 @@ async def test_a_killed_process_members_leave_with_one_leave_diff(
         await node_a.unsubscribe_all(watch_a.queue)
         await node_b.unsubscribe_all(watch_b.queue)
     assert await keys_left(redis_server, prefix) == []
+
+
+async def test_stop_takes_members_out_of_redis_and_a_restart_brings_them_back(
+    node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
+) -> None:
+    member, watcher = Client(), Client("watcher")
+    async with running(watcher):
+        await node_b.subscribe("room", watcher.queue)
+        await node_b.watch_presence("room", watcher.queue)
+        await node_a.track("room", member.queue, "ada", {"device": "laptop"})
+        await watcher.wait_for(1)
+        await node_a.stop()  # as at an app's shutdown, before its connections ended
+        await watcher.wait_for(2)
+        assert json.loads(watcher.texts[1])["leaves"] == {"ada": [{"device": "laptop"}]}
+        assert await node_b.presence("room") == {}
+        await node_a.start()  # the broker is used again: its members are registered again
+        await watcher.wait_for(3)
+        assert json.loads(watcher.texts[2])["joins"] == {"ada": [{"device": "laptop"}]}
+        await node_a.untrack_all(member.queue)
+        await node_b.unsubscribe_all(watcher.queue)
+    assert await keys_left(redis_server, prefix) == []

@@ -347,6 +347,9 @@ class RedisBroker(Broker):
         self._presence.watchers.discard_all(member)
         if id(member) not in self._presence.entries.by_member or self._loop is None:
             return
+        if self._reader_task is None:  # stopped: stop() took our members out of Redis
+            self._presence.entries.pop_all(member)
+            return
         try:
             run = self._presence.untrack_all(member)
             await run if self._bind() else await self._on_home_loop(run)

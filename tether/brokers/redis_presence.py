@@ -170,6 +170,10 @@ class LocalEntries:
         """Remember that `member` is present in `group`."""
         self.by_member.setdefault(id(member), {})[group] = record
 
+    def holds(self, group: str, record: tuple[str, str, str]) -> bool:
+        """Whether `record` is still one of this process's presences in `group`."""
+        return any(groups.get(group) is record for groups in self.by_member.values())
+
     def pop(self, member: Any, group: str) -> tuple[str, str, str] | None:
         """Forget `member`'s presence in `group`, returning what it was."""
         groups = self.by_member.get(id(member))
@@ -203,6 +207,7 @@ class RedisPresence:
         self.timeout = timeout
         self.ttl_ms = round(heartbeat * 1.5e3)
         self.entries = LocalEntries()
+        self.leaving: list[tuple[str, tuple[str, str, str]]] = []  # untracks Redis missed
         self.watchers = GroupTable()
         self._head = {
             True: PRESENCE_MAGIC + origin + b" j\n",
@@ -234,11 +239,26 @@ class RedisPresence:
             self.task = loop.create_task(self._beat_forever(), name="tether-redis-presence")
 
     async def stop(self) -> None:
-        """Cancel the heartbeat task and wait for it."""
+        """Cancel the heartbeat task, and take this process's members out of Redis.
+
+        The others hear them leave now rather than after two heartbeats. They
+        stay present locally: a broker that starts again registers them again.
+        """
         task, self.task = self.task, None
         if task is not None:
             task.cancel()
             await asyncio.wait([task])
+        if self.client is None or not (self.entries or self.leaving):
+            return
+        try:
+            with anyio.move_on_after(self.timeout):
+                while self.leaving:
+                    await self._run_untrack(*self.leaving[-1])
+                    self.leaving.pop()
+                for group, record in self.entries.all():
+                    await self._run_untrack(group, record)
+        except REDIS_DOWN as exc:  # the sweep has the last word
+            logger.debug("RedisBroker: presence left in Redis at stop: %s", exc)
 
     # -- changes ----------------------------------------------------------------
 
@@ -285,30 +305,24 @@ class RedisPresence:
         if record is None:
             return
         self.watchers.deliver(group, diff_frame(group, [], [record[2]]), None)
-        keys = self.keys
         try:
             with anyio.fail_after(self.timeout):
-                await self._scripts["untrack"](
-                    keys=[
-                        keys.entries(group),
-                        keys.counts(group),
-                        keys.process(self.origin),
-                        keys.processes,
-                    ],
-                    args=[
-                        record[0],
-                        group,
-                        self.origin,
-                        keys.prefix + group.encode(),
-                        self._head[False],
-                    ],
-                )
+                await self._run_untrack(group, record)
         except (*REDIS_DOWN, TimeoutError) as exc:
-            # Left locally; in Redis the heartbeat stops covering it once this
-            # process is swept, or the next leave of ours that gets through.
+            # Still in Redis, and this process's heartbeat would keep it there:
+            # the heartbeat removes it first thing once Redis answers again.
+            self.leaving.append((group, record))
             if not quiet:
                 raise
-            logger.warning("RedisBroker cannot remove a presence in %r: %s", group, exc)
+            logger.warning("RedisBroker cannot remove a presence in %r yet: %s", group, exc)
+
+    async def _run_untrack(self, group: str, record: tuple[str, str, str]) -> None:
+        keys = self.keys
+        process = keys.process(self.origin)
+        await self._scripts["untrack"](
+            keys=[keys.entries(group), keys.counts(group), process, keys.processes],
+            args=[record[0], group, self.origin, keys.prefix + group.encode(), self._head[False]],
+        )
 
     async def untrack_all(self, member: Any) -> None:
         """Remove `member` from every group's presence and stop its diffs; never raises."""
@@ -321,7 +335,10 @@ class RedisPresence:
     async def swept(self) -> None:
         """Start the heartbeat if it is not running, first sweeping what died meanwhile."""
         if self.task is None:
-            await self.tick()  # the first read of a process that never swept must not be stale
+            try:
+                await self.tick()  # a process's first read must not show the dead
+            except REDIS_DOWN as exc:
+                logger.debug("RedisBroker: presence sweep failed: %s", exc)
             self.ensure_running()
 
     async def members(self, group: str) -> dict[str, list[Any]]:
@@ -349,6 +366,9 @@ class RedisPresence:
 
     async def tick(self) -> int:
         """Refresh this process's expiry and sweep dead processes; return how many were swept."""
+        while self.leaving:
+            await self._run_untrack(*self.leaving[0])
+            self.leaving.pop(0)
         keys = self.keys
         alive, swept = await self._scripts["tick"](
             keys=[keys.processes, keys.process(self.origin)],
@@ -368,7 +388,8 @@ class RedisPresence:
                 len(held),
             )
             for group, record in held:
-                await self._run_track(group, record)
+                if self.entries.holds(group, record):  # not left while we were re-adding
+                    await self._run_track(group, record)
         return int(swept)
 
     async def _beat_forever(self) -> None:
