@@ -224,3 +224,9 @@ async def test_stop_takes_members_out_of_redis_and_a_restart_brings_them_back(
         await node_a.untrack_all(member.queue)
         await node_b.unsubscribe_all(watcher.queue)
     assert await keys_left(redis_server, prefix) == []
+
+
+@pytest.mark.parametrize("heartbeat", [0, -1.0])
+def test_a_heartbeat_that_is_not_positive_fails_where_the_broker_is_made(heartbeat: float) -> None:
+    with pytest.raises(ValueError, match="presence_heartbeat must be a positive number"):
+        RedisBroker("redis://127.0.0.1:1/0", presence_heartbeat=heartbeat)

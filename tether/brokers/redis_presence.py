@@ -18,7 +18,9 @@ first (a script runs atomically, so no other finds them again). A process is
 given `1.5 * presence_heartbeat` to live, so a killed one is gone within two
 heartbeats, and a live one may be late by a whole heartbeat before it is
 mistaken for dead. A process that finds its own set gone (swept while paused,
-or a Redis that restarted) registers its entries again.
+or a Redis that restarted) registers its entries again. `stop()` removes this
+process's entries from Redis (a restart registers them again), and a removal
+that Redis missed is retried by the next heartbeat, before its refresh.
 
 Pub/sub payload of a presence change, on the group's own channel:
     b"tether3 " + origin (32 hex digits, or "-" for a sweep) + b" " + b"j" | b"l"
