@@ -23,8 +23,10 @@ process's entries from Redis (a restart registers them again), and a removal
 that Redis missed is retried by the next heartbeat, before its refresh.
 
 Pub/sub payload of a presence change, on the group's own channel:
-    b"tether3 " + origin (32 hex digits, or "-" for a sweep) + b" " + b"j" | b"l"
+    b"tether3 " + origin (32 hex digits, or "-" for a sweep) + b" " + kind
     + b"\\n" + entries separated by b"\\n"
+where kind is b"j" (joined), b"l" (left) or b"r" (registered again: watchers
+are sent it as a leave and a join of the same entries).
 
 The scripts name keys they compute (a dead process's groups), so presence
 needs one Redis, not a cluster.
@@ -144,11 +146,26 @@ class PresenceKeys:
         return self.prefix + b"presence-proc:" + origin
 
 
-def parse_change(data: bytes) -> tuple[bytes, bool, list[str]]:
-    """A presence pub/sub payload's `(origin, is_join, entries)`."""
+def parse_change(data: bytes) -> tuple[bytes, bytes, list[str]]:
+    """A presence pub/sub payload's `(origin, kind, entries)`; kind is b"j", b"l" or b"r"."""
     header, _, body = data.partition(b"\n")
     _, origin, kind = header.split(b" ")
-    return origin, kind == b"j", body.decode().split("\n")
+    return origin, kind, body.decode().split("\n")
+
+
+def change_frame(group: str, kind: bytes, entries: list[str]) -> dict[str, Any]:
+    """The diff watchers are sent for a presence change of `kind`.
+
+    A registration again (`b"r"`) is both a leave and a join of the same
+    entries: a client applies leaves first, so whether or not it had heard
+    them leave (a sweep, or a Redis that lost them silently), it ends with
+    each entry once.
+    """
+    if kind == b"j":
+        return diff_frame(group, entries, [])
+    if kind == b"l":
+        return diff_frame(group, [], entries)
+    return diff_frame(group, entries, entries)
 
 
 class LocalEntries:
@@ -211,10 +228,8 @@ class RedisPresence:
         self.entries = LocalEntries()
         self.leaving: list[tuple[str, tuple[str, str, str]]] = []  # untracks Redis missed
         self.watchers = GroupTable()
-        self._head = {
-            True: PRESENCE_MAGIC + origin + b" j\n",
-            False: PRESENCE_MAGIC + origin + b" l\n",
-        }
+        kinds = (b"j", b"l", b"r")
+        self._head = {kind: PRESENCE_MAGIC + origin + b" " + kind + b"\n" for kind in kinds}
         self.unbind()
 
     def unbind(self) -> None:
@@ -279,7 +294,9 @@ class RedisPresence:
         self.entries.add(member, group, record)
         self.watchers.deliver(group, diff_frame(group, [entry], []), None)
 
-    async def _run_track(self, group: str, record: tuple[str, str, str]) -> None:
+    async def _run_track(
+        self, group: str, record: tuple[str, str, str], kind: bytes = b"j"
+    ) -> None:
         cid, key_json, entry = record
         keys = self.keys
         await self._scripts["track"](
@@ -297,7 +314,7 @@ class RedisPresence:
                 self.origin,
                 self.ttl_ms,
                 keys.prefix + group.encode(),
-                self._head[True],
+                self._head[kind],
             ],
         )
 
@@ -323,7 +340,7 @@ class RedisPresence:
         process = keys.process(self.origin)
         await self._scripts["untrack"](
             keys=[keys.entries(group), keys.counts(group), process, keys.processes],
-            args=[record[0], group, self.origin, keys.prefix + group.encode(), self._head[False]],
+            args=[record[0], group, self.origin, keys.prefix + group.encode(), self._head[b"l"]],
         )
 
     async def untrack_all(self, member: Any) -> None:
@@ -358,11 +375,10 @@ class RedisPresence:
 
     def deliver_change(self, group: str, data: bytes) -> None:
         """Hand a presence change from pub/sub to this process's watchers (not our own)."""
-        origin, joined, entries = parse_change(data)
+        origin, kind, entries = parse_change(data)
         if origin == self.origin or group not in self.watchers:
             return
-        frame = diff_frame(group, entries, []) if joined else diff_frame(group, [], entries)
-        self.watchers.deliver(group, frame, None)
+        self.watchers.deliver(group, change_frame(group, kind, entries), None)
 
     # -- the heartbeat ----------------------------------------------------------
 
@@ -391,7 +407,8 @@ class RedisPresence:
             )
             for group, record in held:
                 if self.entries.holds(group, record):  # not left while we were re-adding
-                    await self._run_track(group, record)
+                    await self._run_track(group, record, b"r")
+                    self.watchers.deliver(group, change_frame(group, b"r", [record[2]]), None)
         return int(swept)
 
     async def _beat_forever(self) -> None:
