@@ -89,3 +89,27 @@ async def test_two_processes_agree_and_a_killed_ones_members_leave(
         with Redis.from_url(redis_server.url) as redis:
             while redis.exists("tether:presence:room:lobby", "tether:presence-keys:room:lobby"):
                 await anyio.sleep(0.05)
+
+
+async def test_connections_churning_on_two_processes_leave_no_presence_behind(
+    two_servers: tuple[AsgiServer, AsgiServer], redis_server: RedisServer
+) -> None:
+    a, b = two_servers
+
+    async def visit(server: AsgiServer, nick: str) -> None:
+        async with client(server, "churn", nick) as ws:
+            await diff_until(ws, nick, "joins")  # present: its own join came back
+
+    with anyio.fail_after(TIMEOUT * 4):
+        for batch in range(20):  # 200 connections, ten at a time, half on each process
+            async with anyio.create_task_group() as tg:
+                for n in range(10):
+                    tg.start_soon(visit, (a, b)[n % 2], f"u{batch}-{n % 4}")
+    async with client(a, "churn", "last") as last:
+        await diff_until(last, "last", "joins")
+        with anyio.fail_after(TIMEOUT):  # the last leaves travel after their closes
+            while sorted(await who(last)) != ["last"]:
+                await anyio.sleep(0.05)
+    with anyio.fail_after(TIMEOUT), Redis.from_url(redis_server.url) as redis:
+        while redis.exists("tether:presence:room:churn", "tether:presence-keys:room:churn"):
+            await anyio.sleep(0.05)
