@@ -156,7 +156,9 @@ class RedisBroker(Broker):
         self._seq = 0
         self._outbox: deque[tuple[str, GroupHistory, bytes]] = deque(maxlen=outbox_size)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._presence = RedisPresence(self._prefix, self._origin, presence_heartbeat, timeout)
+        # 16 hex digits name this process in presence: every present member's
+        # Redis entries carry it, and 64 random bits are plenty to tell processes apart.
+        self._presence = RedisPresence(self._prefix, self._origin[:16], presence_heartbeat, timeout)
         self._reset_connection_state()
 
     def _reset_connection_state(self) -> None:

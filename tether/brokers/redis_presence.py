@@ -23,7 +23,7 @@ process's entries from Redis (a restart registers them again), and a removal
 that Redis missed is retried by the next heartbeat, before its refresh.
 
 Pub/sub payload of a presence change, on the group's own channel:
-    b"tether3 " + origin (32 hex digits, or "-" for a sweep) + b" " + kind
+    b"tether3 " + origin (the process's 16 hex digits, or "-" for a sweep) + b" " + kind
     + b"\\n" + entries separated by b"\\n"
 where kind is b"j" (joined), b"l" (left) or b"r" (registered again: watchers
 are sent it as a leave and a join of the same entries).
