@@ -562,6 +562,32 @@ def test_broker_example():
     ]
 
 
+@covers("presence")
+@pytest.mark.anyio
+async def test_presence_in_controllers():
+    presence = load("presence")
+    app, broker = presence.app, presence.Room.broker
+    async with connect(app, "/ws/lobby?name=ada") as ada:
+        ada_joins = {"ada": [{"device": "web"}]}
+        first = [await ada.receive_json() for _ in range(2)]  # the snapshot and ada's own join
+        assert {"type": "present", "who": ada_joins} in first
+        assert {"event": "presence_diff", "group": "room:lobby", "joins": ada_joins,
+                "leaves": {}} in first  # fmt: skip
+        async with connect(app, "/ws/lobby?name=bob") as bob:
+            bob_joins = {"bob": [{"device": "web"}]}
+            assert await ada.receive_json() == {
+                "event": "presence_diff", "group": "room:lobby", "joins": bob_joins, "leaves": {}
+            }  # fmt: skip
+            frames = [await bob.receive_json() for _ in range(2)]
+            assert {"type": "present", "who": {**ada_joins, **bob_joins}} in frames
+            await bob.send_text("how many?")
+            assert await bob.receive_json() == {"type": "count", "users": 2}
+        assert await ada.receive_json() == {
+            "event": "presence_diff", "group": "room:lobby", "joins": {}, "leaves": bob_joins
+        }  # fmt: skip
+    assert await broker.presence("room:lobby") == {}
+
+
 @covers("groups")
 @pytest.mark.anyio
 async def test_groups_in_controllers():

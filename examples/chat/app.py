@@ -2,7 +2,8 @@
 
 - `GET /` serves the page (`page.html`: plain HTML and a script, no build step).
 - `/ws/{room}?nick=NAME` is the WebSocket: everyone in a room sees what the
-  others say, and who joins and leaves.
+  others say, and who joins and leaves; `{"type": "who"}` answers who is in
+  the room (its presence, on every process), which the page asks on joining.
 - `GET /asyncapi` describes the WebSocket API (and `/asyncapi.json`).
 
 Groups go through an in-process `MemoryBroker`; give `create_app` a Redis URL
@@ -70,6 +71,12 @@ class IsTyping(msgspec.Struct, tag_field="type", tag="typing"):
     nick: str
 
 
+class Present(msgspec.Struct, tag_field="type", tag="present"):
+    """Server to client, the answer to `who`: the nicknames in the room, sorted."""
+
+    nicks: list[str]
+
+
 class CaughtUp(msgspec.Struct, tag_field="type", tag="recovery"):
     """Server to client, first, in rooms with history: did the client get all it missed?
 
@@ -108,7 +115,7 @@ def room_name(room: str) -> str:
 class ChatRoom(WebSocketController):
     """A chat room: what one member says reaches every member of the room."""
 
-    sends = [Said, Joined, Left, IsTyping, CaughtUp]
+    sends = [Said, Joined, Left, IsTyping, CaughtUp, Present]
 
     async def on_connect(
         self,
@@ -119,7 +126,9 @@ class ChatRoom(WebSocketController):
         self.nick, self.group = nick, f"room:{room}"
         # Returns once subscribed: nothing after it is missed. In a room with
         # history, what came after `since` (the page's last position) comes first.
-        result = await self.join(self.group, since=since)
+        # Present under its nickname: `who` answers from the room's presence, on
+        # every process, and a connection leaves it however it ends.
+        result = await self.join(self.group, since=since, presence={}, presence_key=nick)
         if result.position is not None:
             await self.websocket.accept()
             caught = CaughtUp(result.recovered, result.replayed, str(result.position))
@@ -130,6 +139,11 @@ class ChatRoom(WebSocketController):
     async def say(self, data: Say) -> None:
         """Say something to everyone in the room (yourself included)."""
         await self.publish(self.group, Said(nick=self.nick, text=data.text))
+
+    @on("who")
+    async def who(self) -> Present:
+        """Ask who is in the room (yourself included)."""
+        return Present(nicks=sorted(await self.presence(self.group)))
 
     @on("typing")
     async def typing(self) -> None:

@@ -132,6 +132,9 @@ async def test_two_tabs_chat_and_a_foreign_page_is_refused(
                 await join(ada, chat_url, "ada")
                 await join(bob, chat_url, "bob")
                 await ada.locator("#log li.notice", has_text="bob joined #lobby").wait_for()
+                # bob sees that ada was already there; ada sees bob arrive.
+                await bob.locator("#present", has_text="Here: ada, bob").wait_for()
+                await ada.locator("#present", has_text="Here: ada, bob").wait_for()
 
                 await say(ada, "hello from ada")
                 await said(bob, "ada", "hello from ada").wait_for()

@@ -60,6 +60,20 @@ async def test_members_of_a_room_see_joins_messages_and_leaves(ws_connect):
 
 
 @pytest.mark.anyio
+async def test_a_newcomer_asks_who_is_already_in_the_room(ws_connect):
+    async with ws_connect("/ws/lobby?nick=ada") as ada:
+        await ada.receive_json()  # ada joined
+        async with ws_connect("/ws/lobby?nick=bob") as bob:
+            await bob.receive_json()  # bob joined
+            await bob.send_json({"type": "who"})
+            assert await bob.receive_json() == {"type": "present", "nicks": ["ada", "bob"]}
+        assert (await ada.receive_json())["type"] == "joined"  # bob joined
+        assert await ada.receive_json() == {"type": "left", "nick": "bob"}
+        await ada.send_json({"type": "who"})
+        assert await ada.receive_json() == {"type": "present", "nicks": ["ada"]}
+
+
+@pytest.mark.anyio
 async def test_messages_stay_in_their_room(ws_connect):
     async with ws_connect("/ws/lobby?nick=ada") as ada, ws_connect("/ws/kitchen?nick=cat") as cat:
         await ada.receive_json()  # joined
@@ -156,7 +170,7 @@ async def test_the_asyncapi_document_and_page_are_served(app: Starlette):
     channel = document["channels"]["Chat"]
     assert channel["address"] == "/ws/{room}"
     assert channel["bindings"]["ws"]["query"]["required"] == ["nick"]
-    assert set(document["operations"]) == {"Chat.say", "Chat.typing", "Chat.send"}
+    assert set(document["operations"]) == {"Chat.say", "Chat.typing", "Chat.who", "Chat.send"}
     page = await get(app, "/asyncapi")
     assert page.status_code == 200 and "tether chat example" in page.text
 

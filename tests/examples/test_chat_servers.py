@@ -100,6 +100,28 @@ async def test_two_processes_on_one_redis_keep_publish_order(
     assert echoed == sent  # and ada sees her own lines too
 
 
+@pytest.mark.anyio
+async def test_who_is_in_the_room_is_the_same_answer_on_both_processes(
+    serve_example: Callable[..., int], redis_server
+):
+    port_a = serve_example("chat", "--redis", redis_server.url)
+    port_b = serve_example("chat", "--redis", redis_server.url)
+    async with chat_client(port_a, "ada", "presence") as ada:
+        await next_message(ada, "joined")
+        async with chat_client(port_b, "bob", "presence") as bob:
+            await next_message(bob, "joined")
+            for client in (ada, bob):
+                await client.send(json.dumps({"type": "who"}))
+                assert (await next_message(client, "present"))["nicks"] == ["ada", "bob"]
+        await next_message(ada, "left")
+        with anyio.fail_after(TIMEOUT):  # bob's process leaves presence after on_disconnect
+            while True:
+                await ada.send(json.dumps({"type": "who"}))
+                if (await next_message(ada, "present"))["nicks"] == ["ada"]:
+                    break
+                await anyio.sleep(0.05)
+
+
 def processes_in_room(redis_url: str, room: str) -> int:
     """How many server processes serve `room`: each holds one Redis subscription per room."""
     with redis.Redis.from_url(redis_url) as client:

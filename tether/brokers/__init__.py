@@ -9,6 +9,11 @@ With `history=GroupHistory(...)` a broker keeps each group's recent messages:
 every message gets a `Position`, and `join(group, since=position)` replays what
 a reconnecting client missed (`Recovery`); `broker.history()` reads it
 (`HistoryPage` of `HistoryEntry`).
+
+Presence (`track`, `presence`, `presence_count`, `watch_presence`, see
+`tether.brokers.presence`) says who is in a group: exactly, in process, with
+`MemoryBroker`; in Redis, across processes, with a heartbeat that removes a
+dead process's members, with `RedisBroker`.
 """
 
 from __future__ import annotations

@@ -107,6 +107,44 @@ class Broker(ABC):
         """
         return HistoryPage([], None, False)
 
+    async def track(self, group: str, member: Member, key: str, payload: Any = None) -> None:
+        """Make `member` present in `group` under `key`, with a small JSON `payload`.
+
+        Watchers of `group` are sent a join diff (see `watch_presence`).
+        Tracking again replaces the payload. Raises `TypeError` or
+        `ValueError` for a key or payload that is not a small JSON value
+        (see `tether.brokers.presence.encode_entry`), and
+        `NotImplementedError` on a broker that keeps no presence.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no presence")
+
+    async def untrack(self, group: str, member: Member) -> None:
+        """Remove `member` from `group`'s presence (watchers get a leave diff). Idempotent."""
+        return None
+
+    async def untrack_all(self, member: Member) -> None:
+        """Remove `member` from every group's presence and stop its presence events.
+
+        Idempotent, never raises, safe in a shielded cleanup scope.
+        """
+        return None
+
+    async def watch_presence(self, group: str, member: Member) -> None:
+        """Send `member` the join/leave diffs of `group` (it must also `subscribe`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no presence")
+
+    async def unwatch_presence(self, group: str, member: Member) -> None:
+        """Stop sending `member` the presence diffs of `group`. Idempotent."""
+        return None
+
+    async def presence(self, group: str) -> dict[str, list[Any]]:
+        """Who is present in `group`: `{key: [payload of each of its connections]}`."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no presence")
+
+    async def presence_count(self, group: str) -> int:
+        """How many distinct keys are present in `group`, without fetching them."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no presence")
+
     async def start(self) -> None:
         """Connect now instead of on first use (call from an app's lifespan startup)."""
         return None  # brokers with nothing to connect need no startup

@@ -20,6 +20,7 @@ from tether.brokers.positions import (
     recovery_of,
     room_for,
 )
+from tether.brokers.presence import PresenceTable, encode_entry
 from tether.frames import encode_frame
 
 __all__ = ["MemoryBroker"]
@@ -49,6 +50,7 @@ class MemoryBroker(Broker):
     ) -> None:
         """`history`: which groups keep history (see `HistoryPolicy`); None keeps none."""
         self._table = GroupTable()
+        self._presence = PresenceTable()
         self._policy = HistoryPolicy(history) if history is not None else None
         self._logs: dict[str, GroupLog] = {}
         # Appending to a history and delivering happen together, so a recovering
@@ -124,6 +126,34 @@ class MemoryBroker(Broker):
             return HistoryPage([], None, False)
         with self._history_lock:
             return self._log(group, config, time.monotonic()).read(since, limit)
+
+    async def track(self, group: str, member: Member, key: str, payload: Any = None) -> None:
+        """Make `member` present in `group` (see `Broker.track`); watchers hear at once."""
+        self._presence.track(group, member, encode_entry(key, payload))
+
+    async def untrack(self, group: str, member: Member) -> None:
+        """Remove `member` from `group`'s presence. Idempotent."""
+        self._presence.untrack(group, member)
+
+    async def untrack_all(self, member: Member) -> None:
+        """Remove `member` from every group's presence and stop its presence events."""
+        self._presence.untrack_all(member)
+
+    async def watch_presence(self, group: str, member: Member) -> None:
+        """Send `member` the presence diffs of `group`."""
+        self._presence.watchers.add(group, member)
+
+    async def unwatch_presence(self, group: str, member: Member) -> None:
+        """Stop sending `member` the presence diffs of `group`."""
+        self._presence.watchers.discard(group, member)
+
+    async def presence(self, group: str) -> dict[str, list[Any]]:
+        """Who is present in `group`, exactly, now."""
+        return self._presence.members(group)
+
+    async def presence_count(self, group: str) -> int:
+        """How many distinct keys are present in `group` (O(1))."""
+        return self._presence.count(group)
 
     def groups(self) -> list[str]:
         """The groups that have at least one member."""

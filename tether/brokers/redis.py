@@ -30,6 +30,8 @@ from tether.brokers.positions import (
     recovery_of,
     room_for,
 )
+from tether.brokers.presence import encode_entry
+from tether.brokers.redis_presence import PRESENCE_MAGIC, RedisPresence
 from tether.brokers.streams import (
     KEPT_MAGIC,
     NEWEST,
@@ -125,6 +127,7 @@ class RedisBroker(Broker):
         timeout: float = 5.0,
         history: GroupHistory | Mapping[str, GroupHistory | None] | None = None,
         outbox_size: int = 10_000,
+        presence_heartbeat: float = 5.0,
         **connection_kwargs: Any,
     ) -> None:
         """Configure the broker; nothing connects until `start()` or first use.
@@ -134,6 +137,9 @@ class RedisBroker(Broker):
         for a subscription to be confirmed. Extra keyword arguments go to
         `redis.asyncio.ConnectionPool.from_url` (e.g. `password`, `ssl_*`).
         `history` says which groups keep history (see `HistoryPolicy`).
+        `presence_heartbeat` is how often, in seconds, this process tells
+        Redis it is alive while it has present members: a process that stops
+        (even by SIGKILL) loses its members, with a leave diff, within two.
         """
         self.url = url
         self.channel_prefix = channel_prefix
@@ -150,6 +156,9 @@ class RedisBroker(Broker):
         self._seq = 0
         self._outbox: deque[tuple[str, GroupHistory, bytes]] = deque(maxlen=outbox_size)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # 16 hex digits name this process in presence: every present member's
+        # Redis entries carry it, and 64 random bits are plenty to tell processes apart.
+        self._presence = RedisPresence(self._prefix, self._origin[:16], presence_heartbeat, timeout)
         self._reset_connection_state()
 
     def _reset_connection_state(self) -> None:
@@ -170,6 +179,7 @@ class RedisBroker(Broker):
         self._flush_lock: asyncio.Lock | None = None
         self._behind: set[str] = set()  # history groups to catch up from their streams
         self._resync: set[str] = set()  # ... once their SUBSCRIBE is confirmed
+        self._presence.unbind()
         for stream in getattr(self, "_streams", {}).values():
             stream.lock = None  # bound to the old loop
 
@@ -318,6 +328,60 @@ class RedisBroker(Broker):
             complete, _ = recovery_of(since, epoch, top, first)
         return HistoryPage(entries, Position(epoch, top), complete)
 
+    # -- presence (see tether.brokers.redis_presence) ----------------------------
+
+    async def track(self, group: str, member: Member, key: str, payload: Any = None) -> None:
+        """Make `member` present in `group`, in Redis, for every process (see `Broker.track`).
+
+        Raises `TypeError`/`ValueError` for a bad key or payload before any
+        network call, and the Redis error when Redis cannot be reached.
+        """
+        run = self._presence.track(group, member, encode_entry(key, payload))
+        await run if self._bind() else await self._on_home_loop(run)
+
+    async def untrack(self, group: str, member: Member) -> None:
+        """Remove `member` from `group`'s presence; bounded by `timeout`, never raises."""
+        run = self._presence.untrack(group, member)
+        await run if self._bind() else await self._on_home_loop(run)
+
+    async def untrack_all(self, member: Member) -> None:
+        """Remove `member` from all presence and stop its events; bounded, never raises."""
+        self._presence.watchers.discard_all(member)
+        if id(member) not in self._presence.entries.by_member or self._loop is None:
+            return
+        if self._reader_task is None:  # stopped: stop() took our members out of Redis
+            self._presence.entries.pop_all(member)
+            return
+        try:
+            run = self._presence.untrack_all(member)
+            await run if self._bind() else await self._on_home_loop(run)
+        except Exception as exc:  # cleanup must not fail; the heartbeat's sweep has the last word
+            logger.debug("RedisBroker: leaving presence failed: %s", exc)
+
+    async def watch_presence(self, group: str, member: Member) -> None:
+        """Send `member` the presence diffs of `group` from every process.
+
+        Also starts this process's sweep, so the leaves of a dead process reach
+        `member` even when no member of this process is present itself.
+        """
+        self._presence.watchers.add(group, member)
+        run = self._presence.swept()
+        await run if self._bind() else await self._on_home_loop(run)
+
+    async def unwatch_presence(self, group: str, member: Member) -> None:
+        """Stop sending `member` the presence diffs of `group`."""
+        self._presence.watchers.discard(group, member)
+
+    async def presence(self, group: str) -> dict[str, list[Any]]:
+        """Who is present in `group`, on every process (one `HVALS`)."""
+        run = self._presence.members(group)
+        return await run if self._bind() else await self._on_home_loop(run)
+
+    async def presence_count(self, group: str) -> int:
+        """How many distinct keys are present in `group` (one `HLEN`, whatever the size)."""
+        run = self._presence.count(group)
+        return await run if self._bind() else await self._on_home_loop(run)
+
     def groups(self) -> list[str]:
         """The groups that have members in this process."""
         return self._table.groups()
@@ -374,6 +438,7 @@ class RedisBroker(Broker):
         self._publisher = Redis(connection_pool=self._pool)
         self._publish_kept_script = self._publisher.register_script(PUBLISH_SCRIPT)
         self._read_script = self._publisher.register_script(READ_SCRIPT)
+        self._presence.bind(self._publisher)
         self._flush_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
@@ -384,6 +449,7 @@ class RedisBroker(Broker):
     async def _shutdown(self) -> None:
         task, pool, publisher = self._reader_task, self._pool, self._publisher
         conn = self._conn
+        await self._presence.stop()
         self._reset_connection_state()
         if task is not None:
             task.cancel()
@@ -520,6 +586,9 @@ class RedisBroker(Broker):
                 frame = {"type": "websocket.send", "bytes": body}
         elif data.startswith(KEPT_MAGIC):
             return self._deliver_kept(group, data)
+        elif data.startswith(PRESENCE_MAGIC):
+            self._presence.deliver_change(group, data)
+            return False
         else:
             # Published by something else (e.g. `redis-cli PUBLISH tether:room hi`).
             try:

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from functools import partial
 from inspect import isawaitable
 from typing import Any, ClassVar, Literal
+from uuid import uuid4
 
 import anyio
 from anyio.abc import TaskGroup
@@ -112,6 +113,7 @@ class WebSocketController:
     outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
 
     _membership: Membership | None = None
+    _presence_key: str | None = None
     # The hooks' functions with this connection's resolved values bound (None: no such
     # hook), called with `self` first: a bound method kept here would make the instance
     # a reference cycle, freed only by the garbage collector.
@@ -193,7 +195,15 @@ class WebSocketController:
 
     # -- groups ------------------------------------------------------------------------
 
-    async def join(self, group: str, *, since: Position | str | None = None) -> Recovery:
+    async def join(
+        self,
+        group: str,
+        *,
+        since: Position | str | None = None,
+        presence: Any = None,
+        presence_key: str | None = None,
+        presence_events: bool = False,
+    ) -> Recovery:
         """Join `group`; returns once the broker confirmed, so nothing later is missed.
 
         Messages published to the group are sent to this connection through a
@@ -208,6 +218,15 @@ class WebSocketController:
         position for a client that has none yet; when `recovered` is False,
         send the client its state afresh. A malformed `since` is not an
         error: it answers `reason="malformed"`.
+
+        Presence: with `presence` (a small JSON payload: a dict of an id, a
+        name, a device) or `presence_key`, the connection is also present in
+        the group under `presence_key` (default: a key of its own), on every
+        process, until it leaves or closes; see `presence()`. A payload that is
+        not JSON-able, or over 1,024 bytes of JSON, raises `TypeError` or
+        `ValueError` here, before joining. `presence_events=True` sends the
+        connection the group's presence diffs (`{"event": "presence_diff",
+        ...}` frames, see the protocol page) as others come and go.
         """
         membership = self._membership
         if membership is None:
@@ -222,7 +241,25 @@ class WebSocketController:
                 self._tasks.start_soon(self._deliver, self._tasks)
             else:
                 self._wants_delivery = True  # the receive loop starts delivery
-        return await membership.join(group, since)
+        if presence is None and presence_key is None and not presence_events:
+            return await membership.join(group, since)
+        present = presence is not None or presence_key is not None
+        if present and presence_key is None:
+            presence_key = self._presence_key = self._presence_key or uuid4().hex
+        return await membership.join_present(
+            group, since, presence_key or "", presence, present=present, events=presence_events
+        )
+
+    async def presence(self, group: str) -> dict[str, list[Any]]:
+        """Who is present in `group`, on every process: `{key: [payload, ...]}`.
+
+        A key present from several connections has one payload per connection.
+        """
+        return await self.broker.presence(group)
+
+    async def presence_count(self, group: str) -> int:
+        """How many distinct keys are present in `group`; cheap at any size."""
+        return await self.broker.presence_count(group)
 
     async def leave(self, group: str) -> None:
         """Leave `group` (nothing happens if this connection is not in it)."""

@@ -8,6 +8,7 @@ from starlette.types import Send
 
 from tether.brokers import Broker, OutboundQueue
 from tether.brokers.positions import NOT_KEPT, Position, Recovery
+from tether.brokers.presence import encode_entry
 from tether.controllers.websocket import WebSocket
 
 MALFORMED = Recovery(False, None, reason="malformed")
@@ -21,7 +22,7 @@ class Membership:
     drains into the websocket; `close()` leaves every group.
     """
 
-    __slots__ = ("broker", "queue", "websocket")
+    __slots__ = ("broker", "presence", "queue", "websocket")
 
     def __init__(
         self,
@@ -36,6 +37,36 @@ class Membership:
         self.websocket = websocket
         # The raw ASGI send: the queue checks the websocket's state itself.
         self.queue = OutboundQueue(send, maxsize=maxsize, policy=policy, websocket=websocket)
+        # Groups this connection is present in or watches: None until it does, so
+        # a connection without presence leaves its groups as it did before presence.
+        self.presence: set[str] | None = None
+
+    async def join_present(
+        self,
+        group: str,
+        since: Position | str | None,
+        key: str,
+        payload: Any,
+        *,
+        present: bool,
+        events: bool,
+    ) -> Recovery:
+        """`join`, then watch the group's presence diffs and/or become present in it.
+
+        The key and payload are checked first, so a bad one (`TypeError`,
+        `ValueError`) leaves the connection where it was.
+        """
+        if present:
+            encode_entry(key, payload)
+        result = await self.join(group, since)
+        if self.presence is None:
+            self.presence = set()
+        self.presence.add(group)
+        if events:
+            await self.broker.watch_presence(group, self.queue)
+        if present:
+            await self.broker.track(group, self.queue, key, payload)
+        return result
 
     async def join(self, group: str, since: Position | str | None) -> Recovery:
         """Subscribe; in a group with history, replay what came after `since` first.
@@ -57,6 +88,10 @@ class Membership:
         return await broker.recover(group, self.queue, since)
 
     async def leave(self, group: str) -> None:
+        if self.presence is not None and group in self.presence:
+            self.presence.discard(group)
+            await self.broker.untrack(group, self.queue)
+            await self.broker.unwatch_presence(group, self.queue)
         await self.broker.unsubscribe(group, self.queue)
 
     async def publish(self, group: str, message: Any, *, exclude_self: bool) -> None:
@@ -66,3 +101,6 @@ class Membership:
         """Stop delivering and leave every group (idempotent)."""
         self.queue.close()
         await self.broker.unsubscribe_all(self.queue)
+        if self.presence is not None:
+            self.presence = None
+            await self.broker.untrack_all(self.queue)
