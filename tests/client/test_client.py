@@ -41,10 +41,10 @@ async def test_ten_thousand_pipelined_requests_each_get_exactly_one_reply(
     with anyio.fail_after(120):
         async with connect(server.url("/ws"), max_size=None) as ws:
             for n in range(count):
-                await ws.send(json.dumps({"type": "echo", "id": n, "n": n}))
+                await ws.send(json.dumps({"type": "echo", "ref": n, "n": n}))
             replies = [json.loads(await ws.recv()) for _ in range(count)]
-    assert all(reply["ok"] and reply["data"] == reply["id"] for reply in replies)
-    ids = [reply["id"] for reply in replies]
+    assert all(reply["ok"] and reply["data"] == reply["ref"] for reply in replies)
+    ids = [reply["ref"] for reply in replies]
     assert sorted(ids) == list(range(count))  # none lost, none duplicated
     assert ids != sorted(ids)  # and they really ran concurrently: some came back out of order
 
@@ -91,16 +91,16 @@ async def test_the_server_hears_malformed_duplicate_and_stray_frames_answered(
 ) -> None:
     with anyio.fail_after(30):
         async with connect(server.url("/ws")) as ws, Client(server.url("/ws")) as other:
-            await ws.send(json.dumps({"type": "add", "id": [1], "a": 1, "b": 1}))
+            await ws.send(json.dumps({"type": "add", "ref": [1], "a": 1, "b": 1}))
             reply = json.loads(await ws.recv())
-            assert (reply["id"], reply["ok"], reply["error"]["code"]) == (
+            assert (reply["ref"], reply["ok"], reply["error"]["code"]) == (
                 None,
                 False,
                 "bad_request",
             )
             await ws.send(json.dumps({"call": 41, "ok": True, "data": "nobody asked"}))
-            await ws.send(json.dumps({"type": "add", "id": 1, "a": 1, "b": 1}))
-            assert json.loads(await ws.recv()) == {"id": 1, "ok": True, "data": 2}
+            await ws.send(json.dumps({"type": "add", "ref": 1, "a": 1, "b": 1}))
+            assert json.loads(await ws.recv()) == {"ref": 1, "ok": True, "data": 2}
             assert await other.request("add", {"a": 1, "b": 0}) == 1
 
 

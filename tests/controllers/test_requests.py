@@ -50,16 +50,16 @@ class Forgiving(Calculator):
 
 async def test_a_request_gets_its_return_value_back_with_its_id() -> None:
     async with connect(Calculator, "/") as ws:
-        await ws.send_json({"type": "add", "id": 7, "a": 1, "b": 2})
-        assert await ws.receive_json() == {"id": 7, "ok": True, "data": 3}
-        await ws.send_json({"type": "add", "id": "x-1", "a": 2, "b": 2})
-        assert await ws.receive_json() == {"id": "x-1", "ok": True, "data": 4}
+        await ws.send_json({"type": "add", "ref": 7, "a": 1, "b": 2})
+        assert await ws.receive_json() == {"ref": 7, "ok": True, "data": 3}
+        await ws.send_json({"type": "add", "ref": "x-1", "a": 2, "b": 2})
+        assert await ws.receive_json() == {"ref": "x-1", "ok": True, "data": 4}
 
 
 async def test_a_request_whose_handler_returns_none_still_gets_a_reply() -> None:
     async with connect(Calculator, "/") as ws:
-        await ws.send_json({"type": "quiet", "id": 1})
-        assert await ws.receive_json() == {"id": 1, "ok": True, "data": None}
+        await ws.send_json({"type": "quiet", "ref": 1})
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": None}
 
 
 async def test_a_message_without_an_id_is_answered_as_before() -> None:
@@ -72,29 +72,29 @@ async def test_a_message_without_an_id_is_answered_as_before() -> None:
 
 async def test_request_error_answers_the_request_and_keeps_the_connection() -> None:
     async with connect(Calculator, "/") as ws:
-        await ws.send_json({"type": "find", "id": 2, "room": "attic"})
+        await ws.send_json({"type": "find", "ref": 2, "room": "attic"})
         assert await ws.receive_json() == {
-            "id": 2,
+            "ref": 2,
             "ok": False,
             "error": {"code": "not_found", "message": "no room 'attic'", "data": {"room": "attic"}},
         }
-        await ws.send_json({"type": "add", "id": 3, "a": 1, "b": 1})
-        assert await ws.receive_json() == {"id": 3, "ok": True, "data": 2}
+        await ws.send_json({"type": "add", "ref": 3, "a": 1, "b": 1})
+        assert await ws.receive_json() == {"ref": 3, "ok": True, "data": 2}
 
 
 async def test_without_reply_errors_other_failures_close_as_before() -> None:
     async with connect(Calculator, "/") as ws:
-        await ws.send_json({"type": "boom", "id": 1})
+        await ws.send_json({"type": "boom", "ref": 1})
         with pytest.raises(ServerClosed) as closed:
             await ws.receive_json()
         assert closed.value.code == 1011
     async with connect(Calculator, "/") as ws:
-        await ws.send_json({"type": "nope", "id": 1})
+        await ws.send_json({"type": "nope", "ref": 1})
         with pytest.raises(ServerClosed) as closed:
             await ws.receive_json()
         assert closed.value.code == 1003
     async with connect(Calculator, "/") as ws:
-        await ws.send_json({"type": "add", "id": 1, "a": "one", "b": 2})
+        await ws.send_json({"type": "add", "ref": 1, "a": "one", "b": 2})
         with pytest.raises(ServerClosed) as closed:
             await ws.receive_json()
         assert closed.value.code == 1007
@@ -104,31 +104,31 @@ async def test_with_reply_errors_failures_answer_the_request_and_stay_open(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with connect(Forgiving, "/") as ws:
-        await ws.send_json({"type": "boom", "id": 1})
+        await ws.send_json({"type": "boom", "ref": 1})
         assert await ws.receive_json() == {
-            "id": 1,
+            "ref": 1,
             "ok": False,
             "error": {"code": "internal_error", "message": "internal error"},
         }
-        await ws.send_json({"type": "nope", "id": 2})
+        await ws.send_json({"type": "nope", "ref": 2})
         reply = await ws.receive_json()
-        assert (reply["id"], reply["ok"], reply["error"]["code"]) == (2, False, "unknown_event")
-        await ws.send_json({"type": "add", "id": 3, "a": "one", "b": 2})
+        assert (reply["ref"], reply["ok"], reply["error"]["code"]) == (2, False, "unknown_event")
+        await ws.send_json({"type": "add", "ref": 3, "a": "one", "b": 2})
         reply = await ws.receive_json()
-        assert (reply["id"], reply["ok"], reply["error"]["code"]) == (3, False, "invalid_data")
-        await ws.send_json({"type": "add", "id": 4, "a": 1, "b": 2})
-        assert await ws.receive_json() == {"id": 4, "ok": True, "data": 3}
+        assert (reply["ref"], reply["ok"], reply["error"]["code"]) == (3, False, "invalid_data")
+        await ws.send_json({"type": "add", "ref": 4, "a": 1, "b": 2})
+        assert await ws.receive_json() == {"ref": 4, "ok": True, "data": 3}
     assert "Forgiving: Forgiving.boom raised ValueError" in caplog.text
 
 
 async def test_a_malformed_id_is_answered_with_bad_request_and_the_connection_stays() -> None:
     async with connect(Calculator, "/") as ws:
         for bad in ([1], 1.5, True, None, {"n": 1}):
-            await ws.send_json({"type": "add", "id": bad, "a": 1, "b": 2})
+            await ws.send_json({"type": "add", "ref": bad, "a": 1, "b": 2})
             reply = await ws.receive_json()
-            assert (reply["id"], reply["error"]["code"]) == (None, "bad_request")
-        await ws.send_json({"type": "add", "id": 9, "a": 1, "b": 2})
-        assert await ws.receive_json() == {"id": 9, "ok": True, "data": 3}
+            assert (reply["ref"], reply["error"]["code"]) == (None, "bad_request")
+        await ws.send_json({"type": "add", "ref": 9, "a": 1, "b": 2})
+        assert await ws.receive_json() == {"ref": 9, "ok": True, "data": 3}
 
 
 class Slow(WebSocketController):
@@ -145,16 +145,16 @@ class Slow(WebSocketController):
 async def test_a_duplicate_id_in_flight_is_refused_and_the_first_still_answers() -> None:
     Slow.gates = {"a": anyio.Event(), "b": anyio.Event()}
     async with connect(Slow, "/") as ws:
-        await ws.send_json({"type": "wait", "id": 1, "gate": "a"})
-        await ws.send_json({"type": "wait", "id": 1, "gate": "b"})
+        await ws.send_json({"type": "wait", "ref": 1, "gate": "a"})
+        await ws.send_json({"type": "wait", "ref": 1, "gate": "b"})
         reply = await ws.receive_json()
-        assert (reply["id"], reply["error"]["code"]) == (1, "duplicate_id")
+        assert (reply["ref"], reply["error"]["code"]) == (1, "duplicate_id")
         Slow.gates["a"].set()
-        assert await ws.receive_json() == {"id": 1, "ok": True, "data": "a"}
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": "a"}
         # Once answered, an id may be used again.
         Slow.gates["b"].set()
-        await ws.send_json({"type": "wait", "id": 1, "gate": "b"})
-        assert await ws.receive_json() == {"id": 1, "ok": True, "data": "b"}
+        await ws.send_json({"type": "wait", "ref": 1, "gate": "b"})
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": "b"}
 
 
 class Asker(WebSocketController):
@@ -174,16 +174,16 @@ class Asker(WebSocketController):
 
 async def test_call_sends_a_request_and_returns_the_clients_reply() -> None:
     async with connect(Asker, "/") as ws:
-        await ws.send_json({"type": "ask", "id": 1, "q": "sure?"})
+        await ws.send_json({"type": "ask", "ref": 1, "q": "sure?"})
         request = await ws.receive_json()
         assert request == {"type": "confirm", "call": 1, "data": {"q": "sure?"}}
         await ws.send_json({"call": request["call"], "ok": True, "data": "yes"})
-        assert await ws.receive_json() == {"id": 1, "ok": True, "data": {"answer": "yes"}}
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": {"answer": "yes"}}
 
 
 async def test_call_raises_call_error_when_the_client_answers_an_error() -> None:
     async with connect(Asker, "/") as ws:
-        await ws.send_json({"type": "ask", "id": 1, "q": "sure?"})
+        await ws.send_json({"type": "ask", "ref": 1, "q": "sure?"})
         request = await ws.receive_json()
         await ws.send_json(
             {"call": request["call"], "ok": False, "error": {"code": "no", "message": "never"}}
@@ -194,7 +194,7 @@ async def test_call_raises_call_error_when_the_client_answers_an_error() -> None
 
 async def test_a_call_that_times_out_names_its_event_and_a_late_reply_is_dropped() -> None:
     async with connect(Asker, "/") as ws:
-        await ws.send_json({"type": "ask", "id": 1, "q": "sure?", "timeout": 0.05})
+        await ws.send_json({"type": "ask", "ref": 1, "q": "sure?", "timeout": 0.05})
         request = await ws.receive_json()
         reply = await ws.receive_json()
         assert reply["data"] == {"timeout": "call 'confirm' got no reply within 0.05s",
@@ -203,22 +203,24 @@ async def test_a_call_that_times_out_names_its_event_and_a_late_reply_is_dropped
         await ws.send_json({"call": request["call"], "ok": True, "data": "late"})
         await ws.send_json({"call": 999, "ok": True, "data": "stray"})
         await ws.receive_nothing(within=0.05)
-        await ws.send_json({"type": "ask", "id": 2, "q": "again?"})
+        await ws.send_json({"type": "ask", "ref": 2, "q": "again?"})
         request = await ws.receive_json()
         assert request["call"] == 2  # the server's calls count on, apart from request ids
         await ws.send_json({"call": 2, "ok": True, "data": "ok"})
-        assert await ws.receive_json() == {"id": 2, "ok": True, "data": {"answer": "ok"}}
+        assert await ws.receive_json() == {"ref": 2, "ok": True, "data": {"answer": "ok"}}
 
 
 async def test_calls_from_every_slot_still_get_their_replies() -> None:
     async with connect(Asker, "/") as ws:
         for n in range(Asker.max_concurrency):
-            await ws.send_json({"type": "ask", "id": n, "q": n})
+            await ws.send_json({"type": "ask", "ref": n, "q": n})
         requests = [await ws.receive_json() for _ in range(Asker.max_concurrency)]
         for request in reversed(requests):
             await ws.send_json({"call": request["call"], "ok": True, "data": request["data"]["q"]})
         replies = [await ws.receive_json() for _ in range(Asker.max_concurrency)]
-        assert sorted((r["id"], r["data"]["answer"]) for r in replies) == [(n, n) for n in range(4)]
+        assert sorted((r["ref"], r["data"]["answer"]) for r in replies) == [
+            (n, n) for n in range(4)
+        ]
 
 
 class Unready(WebSocketController):
@@ -265,3 +267,29 @@ async def test_a_call_pending_when_the_app_closes_fails_with_connection_error() 
         with pytest.raises(ServerClosed):
             await ws.receive_json()
     assert Closer.outcome == ["call 'confirm': the connection closed"]
+
+
+class Todo(WebSocketController):
+    @on("done")
+    async def done(self, data: dict) -> dict:
+        return {"type": "updated", "id": data["id"]}
+
+
+async def test_an_id_of_the_applications_own_is_not_a_request() -> None:
+    async with connect(Todo, "/") as ws:
+        await ws.send_json({"type": "done", "id": 1})
+        assert await ws.receive_json() == {"type": "updated", "id": 1}
+
+
+def test_request_key_is_checked_when_the_class_is_defined() -> None:
+    from tether import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="Clash.request_key"):
+
+        class Clash(WebSocketController):
+            request_key = "type"
+
+    class NoRequests(Calculator):
+        request_key = None
+
+    assert NoRequests.request_key is None

@@ -77,17 +77,20 @@ class Client:
     `backoff.max_attempts` failures in a row the client gives up. Leaving
     the block closes with 1000 and ends everything the client runs.
 
-    Arguments: `event_key` is the server's (`"type"`); `reconnect=False`
-    makes any drop final; `max_queue` bounds the frames waiting for `async
-    for` (at the bound, reading stops: back-pressure); `headers`,
-    `subprotocols` and `open_timeout` go to the handshake.
+    Arguments: `url` may be a function of the client, called for each
+    attempt (to add a `since` query parameter, a fresh token); `event_key`
+    and `request_key` are the server's (`"type"`, `"ref"`); `reconnect=False` makes any drop final;
+    `max_queue` bounds the frames waiting for `async for` (at the bound,
+    reading stops: back-pressure); `headers`, `subprotocols` and
+    `open_timeout` go to the handshake.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Callable[[Client], str],
         *,
         event_key: str = "type",
+        request_key: str = "ref",
         reconnect: bool = True,
         backoff: Backoff | None = None,
         open_timeout: float = 10.0,
@@ -98,6 +101,7 @@ class Client:
     ) -> None:
         self.url = url
         self.event_key = event_key
+        self.request_key = request_key
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
         self.open_timeout = open_timeout
@@ -179,11 +183,12 @@ class Client:
     async def request(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
         """Send a request and return the data of the server's reply.
 
-        The frame is `send`'s with an `"id"`. Raises `CallTimeout` (naming the
-        event) when no reply comes within `timeout` seconds, including time
-        spent reconnecting; `CallError` when the server answers with an error;
-        `ConnectionError` when the connection drops before the reply (the
-        server will not answer on the next one; whether to retry is yours).
+        The frame is `send`'s with the request id under `request_key`.
+        Raises `CallTimeout` (naming the event) when no reply comes within
+        `timeout` seconds, including time spent reconnecting; `CallError`
+        when the server answers with an error; `ConnectionError` when the
+        connection drops before the reply (the server will not answer on the
+        next one; whether to retry is yours).
         """
         self._next_id += 1
         request_id = self._next_id
@@ -227,7 +232,7 @@ class Client:
     def _envelope(self, event: str, data: Any, request_id: int | None) -> dict[str, Any]:
         message: dict[str, Any] = {self.event_key: event}
         if request_id is not None:
-            message["id"] = request_id
+            message[self.request_key] = request_id
         if type(data) is dict:
             message.update(data)
         elif data is not None:
@@ -309,7 +314,7 @@ class Client:
         while self._closed is None:
             try:
                 websocket = await connect(
-                    self.url,
+                    self.url(self) if callable(self.url) else self.url,
                     open_timeout=self.open_timeout,
                     additional_headers=self.headers or None,
                     subprotocols=self.subprotocols,
@@ -322,7 +327,7 @@ class Client:
                 if isinstance(exc, InvalidStatus) and exc.response.status_code < 500:
                     final = True  # refused (403, 404): the same handshake would be refused again
                 if final:
-                    return self._give_up(f"could not connect to {self.url}: {exc}")
+                    return self._give_up(f"could not connect: {exc}")
                 logger.info("tether client: connect failed (%s), attempt %d", exc, failures)
                 await anyio.sleep(self.backoff.delay(failures))
                 continue
@@ -387,11 +392,11 @@ class Client:
                 return frame
         if (
             type(message) is dict
-            and "id" in message
+            and self.request_key in message
             and "ok" in message
             and self.event_key not in message
         ):
-            request_id = message["id"]
+            request_id = message[self.request_key]
             waiter = self._pending.get(request_id) if valid_id(request_id) else None
             if waiter is not None:
                 done, outcome = waiter

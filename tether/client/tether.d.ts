@@ -12,6 +12,8 @@ export interface Backoff {
 export interface TetherClientOptions {
   /** The server's `event_key` (default "type"). */
   eventKey?: string;
+  /** The server's `request_key` (default "ref"). */
+  requestKey?: string;
   /** false: any drop is final. */
   reconnect?: boolean;
   backoff?: Backoff;
@@ -46,8 +48,9 @@ export class RequestError extends Error {
 }
 
 export class TetherClient<Message = any> {
-  constructor(url: string, options?: TetherClientOptions);
-  readonly url: string;
+  /** `url` may be a function, called for each attempt (to add `since`, a fresh token, ...). */
+  constructor(url: string | ((client: TetherClient<Message>) => string), options?: TetherClientOptions);
+  readonly url: string | ((client: TetherClient<Message>) => string);
   /** The last position ("<epoch>:<offset>") seen per group. */
   readonly positions: Record<string, string>;
   /** The groups joined with `join`, re-joined after every reconnect. */

@@ -45,6 +45,7 @@ export class TetherClient {
   constructor(url, options = {}) {
     this.url = url;
     this.eventKey = options.eventKey ?? "type";
+    this.requestKey = options.requestKey ?? "ref";
     this.reconnect = options.reconnect ?? true;
     this.backoff = options.backoff ?? {};
     this.protocols = options.protocols;
@@ -157,7 +158,7 @@ export class TetherClient {
 
   _envelope(event, data, id) {
     const message = { [this.eventKey]: event };
-    if (id !== undefined) message.id = id;
+    if (id !== undefined) message[this.requestKey] = id;
     if (data !== null && typeof data === "object" && !Array.isArray(data)) Object.assign(message, data);
     else if (data !== undefined) message.data = data;
     return message;
@@ -177,7 +178,9 @@ export class TetherClient {
   _open() {
     this._timer = null;
     this._setState("connecting");
-    const socket = (this._socket = new WebSocket(this.url, this.protocols));
+    // A function gives the URL afresh for each attempt (a `since` query parameter, a new token).
+    const url = typeof this.url === "function" ? this.url(this) : this.url;
+    const socket = (this._socket = new WebSocket(url, this.protocols));
     socket.onopen = () => {
       this._failures = 0;
       this.connects += 1;
@@ -259,8 +262,8 @@ export class TetherClient {
       }
     }
     const isObject = message !== null && typeof message === "object" && !Array.isArray(message);
-    if (isObject && "id" in message && "ok" in message && !(this.eventKey in message)) {
-      return this._settle(message.id, message.ok === true, message.ok === true ? message.data : message.error);
+    if (isObject && this.requestKey in message && "ok" in message && !(this.eventKey in message)) {
+      return this._settle(message[this.requestKey], message.ok === true, message.ok === true ? message.data : message.error);
     }
     if (isObject && "call" in message && this.eventKey in message) return this._answer(message);
     if (isObject && "offset" in message && "group" in message) {

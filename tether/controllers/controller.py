@@ -105,7 +105,10 @@ class WebSocketController:
             default, `RedisBroker(url)` to span processes.
         outbound_maxsize: group messages a connection may have waiting.
         outbound_policy: when they overflow, `"drop_oldest"` or `"close"` (1013).
-        reply_errors: answer a request (a message with an `"id"`) whose handler
+        request_key: the key of a request's id (`"ref"`): a routed message
+            carrying it is a request, answered with the same id (see the wire
+            protocol page); None: no requests.
+        reply_errors: answer a request whose handler
             raised, whose event is unknown or whose data is invalid with an
             error reply and stay connected, instead of closing (1011, 1003, 1007).
     """
@@ -125,6 +128,7 @@ class WebSocketController:
     broker: ClassVar[Broker] = default_broker
     outbound_maxsize: ClassVar[int] = 1024
     outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
+    request_key: ClassVar[str | None] = "ref"
     reply_errors: ClassVar[bool] = False
 
     _membership: Membership | None = None
@@ -451,7 +455,7 @@ class WebSocketController:
         try:
             parsed = parse_json(self._plan.frame(message))
             if type(parsed) is dict:
-                if "id" in parsed:  # a request: answered with the same id
+                if self.request_key in parsed:  # a request: answered with the same id
                     return await self._request(parsed, ctx)
                 if "call" in parsed and "ok" in parsed and self.event_key not in parsed:
                     return self._take_reply(parsed)  # a reply to `call`
@@ -501,11 +505,12 @@ class WebSocketController:
             raise DecodeError(INVALID_PAYLOAD, describe_error(exc)) from exc
 
     async def _request(self, parsed: dict[str, Any], ctx: Context) -> None:
-        """Answer a request (its handler sees the message without `"id"`), or take a reply."""
-        request_id = parsed.pop("id")
+        """Answer a request (its handler sees the message without its id)."""
+        key = self.request_key
+        request_id = parsed.pop(key)
         if not valid_id(request_id):
             return await self._reply(
-                error_reply(None, BAD_REQUEST, "the id must be an integer or a string")
+                error_reply(None, BAD_REQUEST, f"{key!r} must be an integer or a string", key)
             )
         in_flight = None
         if self._plan.max_concurrency > 1:  # with concurrent handlers an id may still be in flight
@@ -514,7 +519,9 @@ class WebSocketController:
                 in_flight = self._in_flight = set()
             if request_id in in_flight:
                 return await self._reply(
-                    error_reply(request_id, DUPLICATE_ID, f"request {request_id!r} is in flight")
+                    error_reply(
+                        request_id, DUPLICATE_ID, f"request {request_id!r} is in flight", key
+                    )
                 )
             in_flight.add(request_id)
         try:
@@ -524,11 +531,11 @@ class WebSocketController:
                 if not self.reply_errors:
                     return await self.on_decode_error(self.websocket, exc)
                 code = UNKNOWN_EVENT if exc.code == UNSUPPORTED_DATA else INVALID_DATA
-                return await self._reply(error_reply(request_id, code, exc.reason))
+                return await self._reply(error_reply(request_id, code, exc.reason, key))
             try:
                 result = await self._call(hook, bound, ctx, data)
             except RequestError as exc:
-                reply = {"id": request_id, "ok": False, "error": exc.as_error()}
+                reply = {key: request_id, "ok": False, "error": exc.as_error()}
             except WebSocketException:
                 raise
             except Exception as exc:
@@ -538,9 +545,9 @@ class WebSocketController:
                     "%s: %s raised %s", type(self).__name__, hook.name, type(exc).__name__,
                     exc_info=exc,
                 )  # fmt: skip
-                reply = error_reply(request_id, HANDLER_RAISED, "internal error")
+                reply = error_reply(request_id, HANDLER_RAISED, "internal error", key)
             else:
-                reply = ok_reply(request_id, result)
+                reply = ok_reply(request_id, result, key)
         finally:
             if in_flight is not None:
                 in_flight.discard(request_id)

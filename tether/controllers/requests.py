@@ -1,8 +1,9 @@
 """Request/response over one connection, both ways: envelopes, error codes, waiters.
 
-A client message with an `"id"` is a request: tether answers it with
-`{"id": ..., "ok": true, "data": ...}` (the handler's return value) or
-`{"id": ..., "ok": false, "error": {"code": ..., "message": ...}}`.
+A routed client message with a `"ref"` (the controller's `request_key`) is
+a request: tether answers it with `{"ref": ..., "ok": true, "data": ...}`
+(the handler's return value) or `{"ref": ..., "ok": false, "error":
+{"code": ..., "message": ...}}`.
 `WebSocketController.call` sends the client a request of its own,
 `{"type": ..., "call": n, "data": ...}`, and awaits the client's reply,
 `{"call": n, "ok": ..., ...}`; `PendingCalls` holds what it waits for. The wire format
@@ -43,7 +44,7 @@ class RequestError(Exception):
 
     `code` is a short machine-readable string (`"not_found"`), `message` a
     sentence for people; `data`, when given, travels with them. Raised by a
-    handler of a message that is not a request (no `"id"`), it is an ordinary
+    handler of a message that is not a request (no request id), it is an ordinary
     exception (`on_error`, 1011).
     """
 
@@ -87,12 +88,12 @@ def valid_id(value: Any) -> bool:
     return kind is int or kind is str
 
 
-def ok_reply(request_id: Any, data: Any, key: str = "id") -> dict[str, Any]:
+def ok_reply(request_id: Any, data: Any, key: str) -> dict[str, Any]:
     """The reply that carries a handler's return value (`key="call"` answers a call)."""
     return {key: request_id, "ok": True, "data": data}
 
 
-def error_reply(request_id: Any, code: str, message: str, key: str = "id") -> dict[str, Any]:
+def error_reply(request_id: Any, code: str, message: str, key: str) -> dict[str, Any]:
     """A reply that carries an error (`request_id` None when the id itself was bad)."""
     return {key: request_id, "ok": False, "error": {"code": code, "message": message}}
 
@@ -111,7 +112,7 @@ class PendingCalls:
     """One connection's calls to its client that await a reply, by id.
 
     Ids count up from 1 per connection under the key `"call"`, apart from the
-    client's own request ids (`"id"`), so the two directions never clash.
+    client's own request ids (`"ref"`), so the two directions never clash.
     When the connection ends, `close` fails every waiter with `ConnectionError`.
     """
 
