@@ -10,6 +10,7 @@ import pytest
 from tether import (
     CallError,
     CallTimeout,
+    ConfigurationError,
     RequestError,
     WebSocketController,
     on,
@@ -282,9 +283,7 @@ async def test_an_id_of_the_applications_own_is_not_a_request() -> None:
 
 
 def test_request_key_is_checked_when_the_class_is_defined() -> None:
-    from tether import ConfigurationError
-
-    with pytest.raises(ConfigurationError, match="Clash.request_key"):
+    with pytest.raises(ConfigurationError, match=r"Clash\.request_key"):
 
         class Clash(WebSocketController):
             request_key = "type"
