@@ -709,7 +709,8 @@ def test_asyncapi():
     assert say["reply"]["messages"] == [{"$ref": "#/channels/Chat/messages/Said"}]
     sent = document["operations"]["Chat.send"]
     assert sent["action"] == "send"
-    assert {m["$ref"].rsplit("/", 1)[-1] for m in sent["messages"]} == {"Said", "Joined"}
+    sent_names = {m["$ref"].rsplit("/", 1)[-1] for m in sent["messages"]}
+    assert sent_names == {"Said", "Joined", "reply", "errorReply"}  # replies to requests too
     assert set(document["components"]["schemas"]) == {"Say", "Said", "Joined"}
     with TestClient(example.app) as client:
         assert client.get("/asyncapi.json").json() == document

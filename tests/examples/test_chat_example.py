@@ -160,7 +160,7 @@ async def test_the_asyncapi_document_and_page_are_served(app: Starlette):
     channel = document["channels"]["Chat"]
     assert channel["address"] == "/ws/{room}"
     assert channel["bindings"]["ws"]["query"]["required"] == ["nick"]
-    assert set(document["operations"]) == {"Chat.say", "Chat.typing", "Chat.send"}
+    assert set(document["operations"]) == {"Chat.say", "Chat.typing", "Chat.request", "Chat.send"}
     page = await get(app, "/asyncapi")
     assert page.status_code == 200 and "tether chat example" in page.text
 
