@@ -20,10 +20,18 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette import status
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from tether.client.backoff import Backoff
+from tether.close_codes import (
+    INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
+    NORMAL_CLOSURE,
+    POLICY_VIOLATION,
+    UNSUPPORTED_DATA,
+)
 from tether.controllers.requests import (
     BAD_REQUEST,
     HANDLER_RAISED,
@@ -46,7 +54,17 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 # Close codes after which connecting again cannot help: the server meant it
 # (1000), or would refuse the same client again (protocol, data, policy, size;
 # 4000-4999 are the application's own). Anything else is retried.
-FINAL_CLOSE_CODES = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 1010})
+FINAL_CLOSE_CODES = frozenset(
+    {
+        NORMAL_CLOSURE,
+        status.WS_1002_PROTOCOL_ERROR,
+        UNSUPPORTED_DATA,
+        INVALID_PAYLOAD,
+        POLICY_VIOLATION,
+        MESSAGE_TOO_BIG,
+        status.WS_1010_MANDATORY_EXT,
+    }
+)
 
 
 class ClientClosed(ConnectionError):
@@ -304,7 +322,7 @@ class Client:
         websocket, self._websocket = self._websocket, None
         if websocket is not None:
             with anyio.move_on_after(5, shield=True):
-                await websocket.close(1000)
+                await websocket.close(NORMAL_CLOSURE)
         self._fail_pending()
         self._open.set()  # wake whoever waits for a connection: they see `_closed`
         self._messages_in.close()
