@@ -232,3 +232,9 @@ def test_backoff_grows_to_its_cap_with_jitter_below_each_step() -> None:
     assert not backoff.gives_up(4) and backoff.gives_up(5)
     with pytest.raises(ValueError):
         Backoff(initial=2, maximum=1)
+
+
+async def test_a_url_that_cannot_work_is_refused_at_once() -> None:
+    with anyio.fail_after(10), pytest.raises(ClientClosed, match="could not connect"):
+        async with Client("http://127.0.0.1:1/not-a-websocket-url"):
+            pass

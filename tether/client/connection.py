@@ -349,6 +349,8 @@ class Client:
                 logger.info("tether client: connect failed (%s), attempt %d", exc, failures)
                 await anyio.sleep(self.backoff.delay(failures))
                 continue
+            except Exception as exc:  # a bad URL, a bad option: no attempt can succeed
+                return self._give_up(f"could not connect: {exc!r}")
             failures = 0
             self.connects += 1
             await self._serve(websocket)
