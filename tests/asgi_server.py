@@ -62,9 +62,10 @@ class AsgiServer:
         env: dict[str, str] | None = None,
         capture: bool = False,
         startup: float = 15.0,
+        port: int | None = None,
     ) -> None:
         self.server = server
-        self.port = free_port()
+        self.port = port or free_port()  # a port of its own, or an earlier server's to restart it
         path = [str(app_dir)] if app_dir is not None else []
         path += [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         self.process = subprocess.Popen(

@@ -402,6 +402,7 @@ def test_operations_and_their_actions() -> None:
         "Room.leave": "receive",
         "Room.move": "receive",
         "Room.on_receive": "receive",
+        "Room.request": "receive",
         "Room.send": "send",
     }
     assert all(op["channel"] == {"$ref": "#/channels/Room"} for op in operations.values())
@@ -445,9 +446,22 @@ def test_replies_and_sends() -> None:
     ]
     assert move_replies == ["Ack", "Notice"]
     sent = [m["$ref"].rsplit("/", 1)[-1] for m in operations["Room.send"]["messages"]]
-    assert sorted(sent) == ["Ack", "Notice", "Presence", "text"]
+    assert sorted(sent) == ["Ack", "Notice", "Presence", "errorReply", "reply", "text"]
     text = document["components"]["messages"]["text"]
     assert text["contentType"] == "text/plain"  # a returned str goes out as a text frame
+
+
+def test_requests_are_a_receive_operation_with_reply_and_error_reply() -> None:
+    document = room_document("starlette")
+    request = document["operations"]["Room.request"]
+    (asked,) = (resolve(document, resolve(document, m)["$ref"]) for m in request["messages"])
+    assert asked["payload"]["required"] == ["op", "ref"]  # the event key, the request key
+    replies = [
+        resolve(document, resolve(document, m)["$ref"]) for m in request["reply"]["messages"]
+    ]
+    ok, failed = (reply["payload"] for reply in replies)
+    assert ok["properties"]["ok"] == {"const": True} and ok["required"] == ["ref", "ok", "data"]
+    assert failed["properties"]["error"]["required"] == ["code", "message"]
 
 
 def test_routed_fallback_takes_any_other_object() -> None:

@@ -203,6 +203,41 @@ def test_quickstart_under_uvicorn():
     assert result.stdout.strip() == "echo: hello"
 
 
+@covers("rpc", "rpc_client")
+def test_requests_calls_and_the_python_client_under_uvicorn():
+    port = free_port()
+    # The worktree's tether, wherever the editable install points.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "rpc:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=EXAMPLES, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        result = subprocess.run(
+            [sys.executable, "rpc_client.py", f"ws://127.0.0.1:{port}/ws"],
+            cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "tea costs 3",
+        "soup: not_found",
+        "{'confirmed': True}",
+        "{'type': 'ordered', 'item': 'tea'}",
+    ]
+
+
 @covers("app")
 @pytest.mark.anyio
 async def test_quickstart_binary_frame_closes_1003():
@@ -700,7 +735,8 @@ def test_asyncapi():
     assert say["reply"]["messages"] == [{"$ref": "#/channels/Chat/messages/Said"}]
     sent = document["operations"]["Chat.send"]
     assert sent["action"] == "send"
-    assert {m["$ref"].rsplit("/", 1)[-1] for m in sent["messages"]} == {"Said", "Joined"}
+    sent_names = {m["$ref"].rsplit("/", 1)[-1] for m in sent["messages"]}
+    assert sent_names == {"Said", "Joined", "reply", "errorReply"}  # replies to requests too
     assert set(document["components"]["schemas"]) == {"Say", "Said", "Joined"}
     with TestClient(example.app) as client:
         assert client.get("/asyncapi.json").json() == document

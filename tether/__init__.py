@@ -1,8 +1,11 @@
 """tether: class-based WebSocket controllers with dependency injection, for any ASGI app."""
 
 from tether.controllers import (
+    CallError,
+    CallTimeout,
     DecodeError,
     RateLimit,
+    RequestError,
     WebSocket,
     WebSocketController,
     WebSocketDisconnect,
@@ -14,6 +17,8 @@ from tether.controllers import (
 from tether.di import ConfigurationError, Cookie, Header, Provide, Query, override
 
 __all__ = [
+    "CallError",
+    "CallTimeout",
     "ConfigurationError",
     "Cookie",
     "DecodeError",
@@ -21,6 +26,7 @@ __all__ = [
     "Provide",
     "Query",
     "RateLimit",
+    "RequestError",
     "WebSocket",
     "WebSocketController",
     "WebSocketDisconnect",

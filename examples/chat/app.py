@@ -33,6 +33,7 @@ from examples.favicon import favicon_route
 from tether import Provide, Query, WebSocketController, WebSocketException, on
 from tether.asyncapi import asyncapi_routes
 from tether.brokers import Broker, GroupHistory, MemoryBroker
+from tether.client import client_route
 
 # -- the messages ----------------------------------------------------------------------
 
@@ -227,7 +228,12 @@ def create_app(
             yield
 
     app = Starlette(
-        routes=[Route("/", chat_page), WebSocketRoute("/ws/{room}", Chat), favicon_route()],
+        routes=[
+            Route("/", chat_page),
+            client_route(),  # the page's connection: tether.js
+            WebSocketRoute("/ws/{room}", Chat),
+            favicon_route(),
+        ],
         lifespan=lifespan,
     )
     app.routes.extend(asyncapi_routes(app, **asyncapi_options(host, port)))

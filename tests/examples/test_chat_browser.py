@@ -187,11 +187,13 @@ async def test_with_history_the_page_reconnects_and_recovers_what_it_missed(
                     await say(ada, "before the drop")
                     await said(ada, "ada", "before the drop").wait_for()
 
-                    # The connection drops (as a network failure would look to the page);
-                    # the page comes back in 1 s from the last position it saw.
-                    await ada.evaluate("socket.close(4000)")
+                    # The browser goes offline, so its client lets go of the connection;
+                    # back online, it comes back from the last position it saw.
+                    await context.set_offline(True)
+                    await ada.locator("#status", has_text="reconnecting").wait_for()
                     for number in range(5):
                         await bob.send(json.dumps({"type": "say", "text": f"missed {number}"}))
+                    await context.set_offline(False)
                     await ada.locator("#log li.notice", has_text="Caught up").wait_for()
                     await said(ada, "bob", "missed 4").wait_for()
                     await bob.send(json.dumps({"type": "say", "text": "live again"}))

@@ -159,8 +159,12 @@ async def test_the_page_is_served_at_the_root(app: Starlette):
     page = await get(app, "/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "new WebSocket(" in page.text
+    assert 'import { TetherClient } from "/tether.js";' in page.text  # served by the app itself
     assert "<script src" not in page.text and "https://" not in page.text  # nothing external
+    client = await get(app, "/tether.js")
+    assert client.status_code == 200
+    assert client.headers["content-type"].startswith("text/javascript")
+    assert "export class TetherClient" in client.text
 
 
 @pytest.mark.anyio
@@ -170,7 +174,13 @@ async def test_the_asyncapi_document_and_page_are_served(app: Starlette):
     channel = document["channels"]["Chat"]
     assert channel["address"] == "/ws/{room}"
     assert channel["bindings"]["ws"]["query"]["required"] == ["nick"]
-    assert set(document["operations"]) == {"Chat.say", "Chat.typing", "Chat.who", "Chat.send"}
+    assert set(document["operations"]) == {
+        "Chat.say",
+        "Chat.typing",
+        "Chat.who",
+        "Chat.request",
+        "Chat.send",
+    }
     page = await get(app, "/asyncapi")
     assert page.status_code == 200 and "tether chat example" in page.text
 

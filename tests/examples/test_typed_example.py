@@ -74,13 +74,17 @@ async def test_the_asyncapi_json_describes_every_event_and_reply(app: Starlette)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
 
     operations = document["operations"]
-    assert set(operations) == {"Todo.add", "Todo.done", "Todo.remove", "Todo.get_list", "Todo.send"}
+    assert set(operations) == {
+        "Todo.add", "Todo.done", "Todo.remove", "Todo.get_list", "Todo.request", "Todo.send",
+    }  # fmt: skip
     add = document["components"]["messages"]["add"]["payload"]["allOf"]
     assert add[1]["properties"]["type"]["const"] == "add"  # the event key, pinned
     replies = {m["$ref"].rsplit("/", 1)[1] for m in operations["Todo.done"]["reply"]["messages"]}
     assert replies == {"Updated", "Problem"}
     sent = {m["$ref"].rsplit("/", 1)[1] for m in operations["Todo.send"]["messages"]}
-    assert sent == {"Added", "Updated", "Removed", "Items", "Problem", "Welcome"}  # + `sends`
+    assert sent == {  # + `sends`, + the replies to requests
+        "Added", "Updated", "Removed", "Items", "Problem", "Welcome", "reply", "errorReply",
+    }  # fmt: skip
     text = document["components"]["schemas"]["Add"]["properties"]["text"]
     assert (text["minLength"], text["maxLength"]) == (1, 200)
 

@@ -3,7 +3,9 @@
 For each controller the app *receives* what `on_receive` and the `@on`
 handlers take (one message per event, its event key pinned with `const`),
 and *sends* what they return plus the types listed in `sends`. A handler
-that returns something also gets a `reply` on its receive operation.
+that returns something also gets a `reply` on its receive operation. A
+controller with `@on` routes also gets a `request` operation (an event with
+its `request_key`) whose reply is the `reply` or `errorReply` envelope.
 """
 
 from __future__ import annotations
@@ -135,6 +137,9 @@ class _Channel:
         for annotation in info.sends:
             for key in self._value_messages(annotation, f"{self.cls.__name__}.sends"):
                 self._sending(key)
+        key = getattr(self.cls, "request_key", None)
+        if info.events and key is not None:
+            self._requests(key)
         if self.sent:
             self._operation(
                 "send",
@@ -162,6 +167,72 @@ class _Channel:
             for key in replies:
                 self._sending(key)
         self._operation(hook.name.rsplit(".", 1)[-1], operation)
+
+    def _requests(self, key: str) -> None:
+        """Any routed event sent with an id is a request, answered with that id (the protocol)."""
+        event_key = self.info.event_key
+        request_id = {"type": ["integer", "string"], "description": "Chosen by the client."}
+        request = self._message(
+            "request",
+            "request",
+            {
+                "type": "object",
+                "properties": {event_key: {"type": "string"}, key: request_id},
+                "required": [event_key, key],
+            },
+            JSON,
+            summary=f"Any event above with a `{key}`: answered once, with the same `{key}`.",
+        )
+        answered = self._message(
+            "reply",
+            "reply",
+            {
+                "type": "object",
+                "properties": {key: request_id, "ok": {"const": True}, "data": {}},
+                "required": [key, "ok", "data"],
+            },
+            JSON,
+            summary="The handler's return value, for the request with this id.",
+        )
+        failed = self._message(
+            "errorReply",
+            "errorReply",
+            {
+                "type": "object",
+                "properties": {
+                    key: {"type": ["integer", "string", "null"]},
+                    "ok": {"const": False},
+                    "error": {
+                        "type": "object",
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "data": {},
+                        },
+                        "required": ["code", "message"],
+                    },
+                },
+                "required": [key, "ok", "error"],
+            },
+            JSON,
+            summary="The request failed: bad_request, unknown_event, invalid_data, "
+            "duplicate_id, internal_error, or the handler's own code.",
+        )
+        self._operation(
+            "request",
+            {
+                "action": "receive",
+                "channel": self._channel_ref(),
+                "summary": "Requests: events with an id, each answered with a reply.",
+                "messages": [self._message_ref(request)],
+                "reply": {
+                    "channel": self._channel_ref(),
+                    "messages": [self._message_ref(answered), self._message_ref(failed)],
+                },
+            },
+        )
+        self._sending(answered)
+        self._sending(failed)
 
     def _operation(self, name: str, operation: dict[str, Any]) -> None:
         _claim(self.builder.operations, [component_name(f"{self.id}.{name}")], operation)

@@ -16,16 +16,20 @@ from tether.controllers.description import (
 from tether.controllers.errors import WebSocketDisconnect, WebSocketException
 from tether.controllers.lifespan import lifespan
 from tether.controllers.limits import RateLimit
+from tether.controllers.requests import CallError, CallTimeout, RequestError
 from tether.controllers.routing import on
 from tether.controllers.websocket import WebSocket, WebSocketState
 
 __all__ = [
+    "CallError",
+    "CallTimeout",
     "ControllerInfo",
     "DecodeError",
     "DependencyInfo",
     "HookInfo",
     "ParameterInfo",
     "RateLimit",
+    "RequestError",
     "WebSocket",
     "WebSocketController",
     "WebSocketDisconnect",

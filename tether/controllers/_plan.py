@@ -297,6 +297,12 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
     if not isinstance(cls.max_concurrency, int) or cls.max_concurrency < 1:
         raise ConfigurationError(f"{owner}.max_concurrency must be an integer >= 1")
     plan.max_concurrency = cls.max_concurrency
+    key = cls.request_key
+    if key is not None and (not isinstance(key, str) or not key or key == cls.event_key):
+        raise ConfigurationError(
+            f"{owner}.request_key must be a non-empty string other than event_key, or None; "
+            f"got {key!r}"
+        )
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
     plan.loop_alone = plan.idle_timeout is None and plan.max_concurrency == 1

@@ -70,6 +70,9 @@ async def receive_general(
         elif slots is None:
             await controller._handle(message, ctx)
         else:
+            calls = controller._calls
+            if calls is not None and calls.waiting and controller._took_reply(message):
+                continue  # a reply to `call`: it must not wait for a slot its caller holds
             await slots.acquire()  # at the limit, stop reading: back-pressure
             if websocket.application_state is CONNECTED:
                 controller._tasks.start_soon(_in_slot, controller, message, ctx, slots)

@@ -46,6 +46,18 @@ from tether.controllers.guards import negotiate_subprotocol
 from tether.controllers.lifespan import serve_lifespan
 from tether.controllers.limits import RateLimit
 from tether.controllers.membership import Membership
+from tether.controllers.requests import (
+    BAD_REQUEST,
+    DUPLICATE_ID,
+    HANDLER_RAISED,
+    INVALID_DATA,
+    UNKNOWN_EVENT,
+    PendingCalls,
+    RequestError,
+    error_reply,
+    ok_reply,
+    valid_id,
+)
 from tether.controllers.routing import unroutable
 from tether.controllers.shutdown import sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
@@ -94,6 +106,12 @@ class WebSocketController:
             default, `RedisBroker(url)` to span processes.
         outbound_maxsize: group messages a connection may have waiting.
         outbound_policy: when they overflow, `"drop_oldest"` or `"close"` (1013).
+        request_key: the key of a request's id (`"ref"`): a routed message
+            carrying it is a request, answered with the same id (see the wire
+            protocol page); None: no requests.
+        reply_errors: answer a request whose handler
+            raised, whose event is unknown or whose data is invalid with an
+            error reply and stay connected, instead of closing (1011, 1003, 1007).
     """
 
     encoding: ClassVar[str | None] = None
@@ -111,6 +129,8 @@ class WebSocketController:
     broker: ClassVar[Broker] = default_broker
     outbound_maxsize: ClassVar[int] = 1024
     outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
+    request_key: ClassVar[str | None] = "ref"
+    reply_errors: ClassVar[bool] = False
 
     _membership: Membership | None = None
     _presence_key: str | None = None
@@ -121,6 +141,9 @@ class WebSocketController:
     _on_disconnect: Callable[..., Any] | None = None
     _routes: dict[str, tuple[HookPlan, Callable[..., Any]]] = {}  # never mutated: rebound
     _tasks: TaskGroup | None = None
+    _calls: PendingCalls | None = None  # this connection's calls awaiting the client's reply
+    # Request ids whose handler runs (only with max_concurrency > 1: else one at a time).
+    _in_flight: set[Any] | None = None
     _wants_delivery = False
 
     _plan: ClassVar[ControllerPlan]
@@ -441,6 +464,8 @@ class WebSocketController:
                         if self._membership is not None:
                             tasks.start_soon(self._deliver, tasks)
                         code = await self._receive_messages(ctx, idle)  # join() starts delivery
+                        if self._calls is not None:
+                            self._calls.close()  # no reply can come now
                         if self._membership is not None:
                             self._membership.queue.close()
                         if plan.max_concurrency > 1 and websocket.close_code is None:
@@ -449,6 +474,8 @@ class WebSocketController:
                             tasks.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
                 finally:
                     self._tasks = None
+                    if self._calls is not None:
+                        self._calls.close()
         if code is None:  # cancelled: the idle deadline passed, or delivery closed with 1013
             await close_quietly(websocket, GOING_AWAY, "idle timeout")
             return await close_code(self)
@@ -471,15 +498,44 @@ class WebSocketController:
 
     async def _routed(self, message: Message, ctx: Context) -> None:
         try:
-            hook, bound, data = self._route(message)
+            parsed = parse_json(self._plan.frame(message))
+            if type(parsed) is dict:
+                if self.request_key in parsed:  # a request: answered with the same id
+                    return await self._request(parsed, ctx)
+                if "call" in parsed and "ok" in parsed and self.event_key not in parsed:
+                    return self._take_reply(parsed)  # a reply to `call`
+            hook, bound, data = self._route(parsed)
         except DecodeError as exc:
             return await self.on_decode_error(self.websocket, exc)
         result = await self._call(hook, bound, ctx, data)
         if result is not None:
             await self._reply(result)
 
-    def _route(self, message: Message) -> tuple[HookPlan, Callable[..., Any], Any]:
-        parsed = parse_json(self._plan.frame(message))
+    def _took_reply(self, message: Message) -> bool:
+        """Take a reply to a pending call outside the handler slots; False for other messages.
+
+        With every slot held by a handler awaiting `call`, a reply that had to
+        wait for a slot would never arrive: while calls are pending, the loop
+        looks for replies first (parsing other messages twice meanwhile).
+        """
+        try:
+            parsed = parse_json(self._plan.frame(message))
+        except DecodeError:
+            return False
+        if type(parsed) is not dict or "call" not in parsed or "ok" not in parsed:
+            return False
+        if self.event_key in parsed:
+            return False
+        self._take_reply(parsed)
+        return True
+
+    def _take_reply(self, reply: dict[str, Any]) -> None:
+        call_id = reply["call"]
+        if self._calls is None or not self._calls.resolve(call_id, reply):
+            # Late (its call timed out) or never asked for: dropped, the connection goes on.
+            logger.info("%s: a reply to no pending call (%r) dropped", type(self).__name__, call_id)
+
+    def _route(self, parsed: Any) -> tuple[HookPlan, Callable[..., Any], Any]:
         event = parsed.get(self.event_key) if type(parsed) is dict else None
         # Only a string names an event: a list or an object as the key is not hashable.
         route = self._routes.get(event) if type(event) is str else None
@@ -492,6 +548,91 @@ class WebSocketController:
             return hook, bound, hook.convert(parsed)
         except DECODE_FAILURES as exc:
             raise DecodeError(INVALID_PAYLOAD, describe_error(exc)) from exc
+
+    async def _request(self, parsed: dict[str, Any], ctx: Context) -> None:
+        """Answer a request (its handler sees the message without its id)."""
+        key = self.request_key
+        request_id = parsed.pop(key)
+        if not valid_id(request_id):
+            return await self._reply(
+                error_reply(None, BAD_REQUEST, f"{key!r} must be an integer or a string", key)
+            )
+        in_flight = None
+        if self._plan.max_concurrency > 1:  # with concurrent handlers an id may still be in flight
+            in_flight = self._in_flight
+            if in_flight is None:
+                in_flight = self._in_flight = set()
+            if request_id in in_flight:
+                return await self._reply(
+                    error_reply(
+                        request_id, DUPLICATE_ID, f"request {request_id!r} is in flight", key
+                    )
+                )
+            in_flight.add(request_id)
+        try:
+            try:
+                hook, bound, data = self._route(parsed)
+            except DecodeError as exc:
+                if not self.reply_errors:
+                    return await self.on_decode_error(self.websocket, exc)
+                code = UNKNOWN_EVENT if exc.code == UNSUPPORTED_DATA else INVALID_DATA
+                return await self._reply(error_reply(request_id, code, exc.reason, key))
+            try:
+                result = await self._call(hook, bound, ctx, data)
+            except RequestError as exc:
+                reply = {key: request_id, "ok": False, "error": exc.as_error()}
+            except WebSocketException:
+                raise
+            except Exception as exc:
+                if not self.reply_errors:
+                    raise
+                logger.error(
+                    "%s: %s raised %s", type(self).__name__, hook.name, type(exc).__name__,
+                    exc_info=exc,
+                )  # fmt: skip
+                reply = error_reply(request_id, HANDLER_RAISED, "internal error", key)
+            else:
+                reply = ok_reply(request_id, result, key)
+        finally:
+            if in_flight is not None:
+                in_flight.discard(request_id)
+        await self._reply(reply)
+
+    async def call(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
+        """Send this client a request and return the data of its reply.
+
+        The frame is `{event_key: event, "call": n, "data": data}` (calls
+        count on their own, apart from the client's request ids, see
+        docs/protocol.md); the client answers `{"call": n, "ok": true,
+        "data": ...}`. Raises `CallTimeout` (naming the
+        event) when no reply comes within `timeout` seconds, `CallError` when
+        the client answers with an error, `ConnectionError` when the
+        connection ends first. The reply is read by the receive loop, so the
+        class needs `@on` routes and `max_concurrency > 1` (as SignalR's
+        client results need parallel invocations), and `call` works from a
+        handler, not from `on_connect`.
+        """
+        if not self._plan.routes or self._plan.max_concurrency < 2:
+            raise RuntimeError(
+                f"{type(self).__name__}.call({event!r}) needs @on routes and max_concurrency >= 2: "
+                "the receive loop reads the reply while a handler awaits it"
+            )
+        if self._tasks is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.call({event!r}) before the receive loop runs "
+                "(in on_connect?): nothing would read the reply"
+            )
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = PendingCalls()
+        call_id, waiter = calls.open(event)
+        try:
+            await self._send(encode_frame({self.event_key: event, "call": call_id, "data": data}))
+        except OSError:
+            calls.waiting.pop(call_id, None)
+            client_gone(self.websocket)
+            raise ConnectionError(f"call {event!r}: the client has gone") from None
+        return await calls.wait(call_id, waiter, timeout)
 
     async def _call(
         self, hook: HookPlan, bound: Callable[..., Any], ctx: Context, data: Any = None

@@ -1,0 +1,294 @@
+"""Requests with ids, replies, error replies and `self.call`, in process."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import anyio
+import pytest
+
+from tether import (
+    CallError,
+    CallTimeout,
+    ConfigurationError,
+    RequestError,
+    WebSocketController,
+    on,
+)
+from tether.testing import ServerClosed, connect
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclasses.dataclass
+class Add:
+    type: str
+    a: int
+    b: int
+
+
+class Calculator(WebSocketController):
+    @on("add")
+    async def add(self, data: Add) -> int:
+        return data.a + data.b
+
+    @on("quiet")
+    async def quiet(self, data: dict) -> None:
+        return None
+
+    @on("find")
+    async def find(self, data: dict) -> dict:
+        raise RequestError("not_found", f"no room {data['room']!r}", {"room": data["room"]})
+
+    @on("boom")
+    async def boom(self, data: dict) -> None:
+        raise ValueError("boom")
+
+
+class Forgiving(Calculator):
+    reply_errors = True
+
+
+async def test_a_request_gets_its_return_value_back_with_its_id() -> None:
+    async with connect(Calculator, "/") as ws:
+        await ws.send_json({"type": "add", "ref": 7, "a": 1, "b": 2})
+        assert await ws.receive_json() == {"ref": 7, "ok": True, "data": 3}
+        await ws.send_json({"type": "add", "ref": "x-1", "a": 2, "b": 2})
+        assert await ws.receive_json() == {"ref": "x-1", "ok": True, "data": 4}
+
+
+async def test_a_request_whose_handler_returns_none_still_gets_a_reply() -> None:
+    async with connect(Calculator, "/") as ws:
+        await ws.send_json({"type": "quiet", "ref": 1})
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": None}
+
+
+async def test_a_message_without_an_id_is_answered_as_before() -> None:
+    async with connect(Calculator, "/") as ws:
+        await ws.send_json({"type": "add", "a": 1, "b": 2})
+        assert await ws.receive_json() == 3
+        await ws.send_json({"type": "quiet"})
+        await ws.receive_nothing(within=0.05)
+
+
+async def test_request_error_answers_the_request_and_keeps_the_connection() -> None:
+    async with connect(Calculator, "/") as ws:
+        await ws.send_json({"type": "find", "ref": 2, "room": "attic"})
+        assert await ws.receive_json() == {
+            "ref": 2,
+            "ok": False,
+            "error": {"code": "not_found", "message": "no room 'attic'", "data": {"room": "attic"}},
+        }
+        await ws.send_json({"type": "add", "ref": 3, "a": 1, "b": 1})
+        assert await ws.receive_json() == {"ref": 3, "ok": True, "data": 2}
+
+
+async def test_without_reply_errors_other_failures_close_as_before() -> None:
+    async with connect(Calculator, "/") as ws:
+        await ws.send_json({"type": "boom", "ref": 1})
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_json()
+        assert closed.value.code == 1011
+    async with connect(Calculator, "/") as ws:
+        await ws.send_json({"type": "nope", "ref": 1})
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_json()
+        assert closed.value.code == 1003
+    async with connect(Calculator, "/") as ws:
+        await ws.send_json({"type": "add", "ref": 1, "a": "one", "b": 2})
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_json()
+        assert closed.value.code == 1007
+
+
+async def test_with_reply_errors_failures_answer_the_request_and_stay_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with connect(Forgiving, "/") as ws:
+        await ws.send_json({"type": "boom", "ref": 1})
+        assert await ws.receive_json() == {
+            "ref": 1,
+            "ok": False,
+            "error": {"code": "internal_error", "message": "internal error"},
+        }
+        await ws.send_json({"type": "nope", "ref": 2})
+        reply = await ws.receive_json()
+        assert (reply["ref"], reply["ok"], reply["error"]["code"]) == (2, False, "unknown_event")
+        await ws.send_json({"type": "add", "ref": 3, "a": "one", "b": 2})
+        reply = await ws.receive_json()
+        assert (reply["ref"], reply["ok"], reply["error"]["code"]) == (3, False, "invalid_data")
+        await ws.send_json({"type": "add", "ref": 4, "a": 1, "b": 2})
+        assert await ws.receive_json() == {"ref": 4, "ok": True, "data": 3}
+    assert "Forgiving: Forgiving.boom raised ValueError" in caplog.text
+
+
+async def test_a_malformed_id_is_answered_with_bad_request_and_the_connection_stays() -> None:
+    async with connect(Calculator, "/") as ws:
+        for bad in ([1], 1.5, True, None, {"n": 1}):
+            await ws.send_json({"type": "add", "ref": bad, "a": 1, "b": 2})
+            reply = await ws.receive_json()
+            assert (reply["ref"], reply["error"]["code"]) == (None, "bad_request")
+        await ws.send_json({"type": "add", "ref": 9, "a": 1, "b": 2})
+        assert await ws.receive_json() == {"ref": 9, "ok": True, "data": 3}
+
+
+class Slow(WebSocketController):
+    max_concurrency = 8
+
+    @on("wait")
+    async def wait(self, data: dict) -> str:
+        await self.gates[data["gate"]].wait()
+        return data["gate"]
+
+    gates: dict[str, anyio.Event]
+
+
+async def test_a_duplicate_id_in_flight_is_refused_and_the_first_still_answers() -> None:
+    Slow.gates = {"a": anyio.Event(), "b": anyio.Event()}
+    async with connect(Slow, "/") as ws:
+        await ws.send_json({"type": "wait", "ref": 1, "gate": "a"})
+        await ws.send_json({"type": "wait", "ref": 1, "gate": "b"})
+        reply = await ws.receive_json()
+        assert (reply["ref"], reply["error"]["code"]) == (1, "duplicate_id")
+        Slow.gates["a"].set()
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": "a"}
+        # Once answered, an id may be used again.
+        Slow.gates["b"].set()
+        await ws.send_json({"type": "wait", "ref": 1, "gate": "b"})
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": "b"}
+
+
+class Asker(WebSocketController):
+    max_concurrency = 4
+    reply_errors = True
+
+    @on("ask")
+    async def ask(self, data: dict) -> dict:
+        try:
+            answer = await self.call("confirm", {"q": data["q"]}, timeout=data.get("timeout", 5))
+        except CallTimeout as exc:
+            return {"timeout": str(exc), "event": exc.event}
+        except CallError as exc:
+            return {"error": exc.code, "message": exc.message}
+        return {"answer": answer}
+
+
+async def test_call_sends_a_request_and_returns_the_clients_reply() -> None:
+    async with connect(Asker, "/") as ws:
+        await ws.send_json({"type": "ask", "ref": 1, "q": "sure?"})
+        request = await ws.receive_json()
+        assert request == {"type": "confirm", "call": 1, "data": {"q": "sure?"}}
+        await ws.send_json({"call": request["call"], "ok": True, "data": "yes"})
+        assert await ws.receive_json() == {"ref": 1, "ok": True, "data": {"answer": "yes"}}
+
+
+async def test_call_raises_call_error_when_the_client_answers_an_error() -> None:
+    async with connect(Asker, "/") as ws:
+        await ws.send_json({"type": "ask", "ref": 1, "q": "sure?"})
+        request = await ws.receive_json()
+        await ws.send_json(
+            {"call": request["call"], "ok": False, "error": {"code": "no", "message": "never"}}
+        )
+        reply = await ws.receive_json()
+        assert reply["data"] == {"error": "no", "message": "never"}
+
+
+async def test_a_call_that_times_out_names_its_event_and_a_late_reply_is_dropped() -> None:
+    async with connect(Asker, "/") as ws:
+        await ws.send_json({"type": "ask", "ref": 1, "q": "sure?", "timeout": 0.05})
+        request = await ws.receive_json()
+        reply = await ws.receive_json()
+        assert reply["data"] == {"timeout": "call 'confirm' got no reply within 0.05s",
+                                 "event": "confirm"}  # fmt: skip
+        # The late reply, and one to an id never used, are dropped; the connection goes on.
+        await ws.send_json({"call": request["call"], "ok": True, "data": "late"})
+        await ws.send_json({"call": 999, "ok": True, "data": "stray"})
+        await ws.receive_nothing(within=0.05)
+        await ws.send_json({"type": "ask", "ref": 2, "q": "again?"})
+        request = await ws.receive_json()
+        assert request["call"] == 2  # the server's calls count on, apart from request ids
+        await ws.send_json({"call": 2, "ok": True, "data": "ok"})
+        assert await ws.receive_json() == {"ref": 2, "ok": True, "data": {"answer": "ok"}}
+
+
+async def test_calls_from_every_slot_still_get_their_replies() -> None:
+    async with connect(Asker, "/") as ws:
+        for n in range(Asker.max_concurrency):
+            await ws.send_json({"type": "ask", "ref": n, "q": n})
+        requests = [await ws.receive_json() for _ in range(Asker.max_concurrency)]
+        for request in reversed(requests):
+            await ws.send_json({"call": request["call"], "ok": True, "data": request["data"]["q"]})
+        replies = [await ws.receive_json() for _ in range(Asker.max_concurrency)]
+        assert sorted((r["ref"], r["data"]["answer"]) for r in replies) == [
+            (n, n) for n in range(4)
+        ]
+
+
+class Unready(WebSocketController):
+    @on("ask")
+    async def ask(self, data: dict) -> str:
+        try:
+            await self.call("confirm")
+        except RuntimeError as exc:
+            return str(exc)
+        return "called"
+
+
+async def test_call_without_concurrent_handlers_says_what_it_needs() -> None:
+    async with connect(Unready, "/") as ws:
+        await ws.send_json({"type": "ask"})
+        assert "needs @on routes and max_concurrency >= 2" in await ws.receive_text()
+
+
+class Waiting(WebSocketController):
+    max_concurrency = 2
+    outcome: list[str]
+
+    @on("ask")
+    async def ask(self, data: dict) -> None:
+        try:
+            await self.call("confirm", timeout=30)
+        except ConnectionError as exc:
+            self.outcome.append(str(exc))
+            raise
+
+
+async def test_a_call_pending_when_the_app_closes_fails_with_connection_error() -> None:
+    Waiting.outcome = []
+
+    class Closer(Waiting):
+        @on("bye")
+        async def bye(self, data: dict) -> None:
+            await self.websocket.close(1000)
+
+    async with connect(Closer, "/") as ws:
+        await ws.send_json({"type": "ask"})
+        await ws.receive_json()
+        await ws.send_json({"type": "bye"})
+        with pytest.raises(ServerClosed):
+            await ws.receive_json()
+    assert Closer.outcome == ["call 'confirm': the connection closed"]
+
+
+class Todo(WebSocketController):
+    @on("done")
+    async def done(self, data: dict) -> dict:
+        return {"type": "updated", "id": data["id"]}
+
+
+async def test_an_id_of_the_applications_own_is_not_a_request() -> None:
+    async with connect(Todo, "/") as ws:
+        await ws.send_json({"type": "done", "id": 1})
+        assert await ws.receive_json() == {"type": "updated", "id": 1}
+
+
+def test_request_key_is_checked_when_the_class_is_defined() -> None:
+    with pytest.raises(ConfigurationError, match=r"Clash\.request_key"):
+
+        class Clash(WebSocketController):
+            request_key = "type"
+
+    class NoRequests(Calculator):
+        request_key = None
+
+    assert NoRequests.request_key is None
