@@ -54,6 +54,8 @@ _MAGIC = b"tether1 "
 _HEADER_SIZE = len(_MAGIC) + 32 + 3
 _REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
 _EXCLUDED_LIMIT = 10_000  # publishes with `exclude` whose echo may still come back
+# PUBLISH <channel> <header + body>, RESP-encoded; filled in by `publish`.
+_PUBLISH_COMMAND = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s%s %s\n%s\r\n"
 
 
 class _Buffer:
@@ -89,6 +91,12 @@ class RedisBroker(Broker):
       the publishing process's id; a process skips its own messages, so local
       members get each message exactly once and `exclude` (a member of the
       publishing process) is honoured on every node.
+    - Publishes are batched (group commit): one writer task per process sends
+      every PUBLISH that is pending in one pipelined write and reads their
+      replies in one go, while the next batch gathers. `publish` returns once
+      Redis has acknowledged its own PUBLISH, so many concurrent publishers
+      (connections, jobs) share round trips, and one publisher awaiting each
+      publish in turn still pays one round trip per message.
     - Messages from one publisher to one group arrive in publish order.
     - A reader task receives pub/sub messages. It must outlive every
       connection, so the broker owns it: it is started by `start()` or lazily
@@ -112,7 +120,8 @@ class RedisBroker(Broker):
       oldest dropped beyond) and goes out, in order, when Redis is back.
 
     Needs asyncio (`redis.asyncio` is asyncio-only); under trio use
-    `MemoryBroker`. Install with `pip install tether[redis]`.
+    `MemoryBroker`. Install with `pip install tether[redis]`, or
+    `tether[hiredis]` for redis-py's C reply parser (faster reads).
     """
 
     def __init__(
@@ -148,6 +157,7 @@ class RedisBroker(Broker):
         self._streams: dict[str, GroupStream] = {}  # history groups with local members
         self._excluded: dict[bytes, Member] = {}  # seq -> the member a publish excludes
         self._seq = 0
+        self._outages = 0
         self._outbox: deque[tuple[str, GroupHistory, bytes]] = deque(maxlen=outbox_size)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reset_connection_state()
@@ -156,6 +166,10 @@ class RedisBroker(Broker):
         self._pool: ConnectionPool | None = None
         self._publisher: Redis | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._batch: list[bytes] = []  # packed PUBLISH commands for the next round trip
+        self._batch_sent: asyncio.Event | None = None  # set once that batch is acknowledged
+        self._writer_wake: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._connected: asyncio.Event | None = None
         self._attempted: asyncio.Event | None = None  # the first connect succeeded or failed
@@ -269,14 +283,24 @@ class RedisBroker(Broker):
             return
         text = frame.get("text")
         if text is not None:
-            payload = b"%s%s t\n%s" % (_MAGIC, self._origin, text.encode())
+            kind, body = b"t", text.encode()
         else:
-            payload = b"%s%s b\n%s" % (_MAGIC, self._origin, frame["bytes"])
+            kind, body = b"b", frame["bytes"]
         channel = self._prefix + group.encode()
+        # The whole PUBLISH command in one allocation: RESP framing, header and body.
+        command = _PUBLISH_COMMAND % (
+            len(channel),
+            channel,
+            _HEADER_SIZE + len(body),
+            _MAGIC,
+            self._origin,
+            kind,
+            body,
+        )
         if home:
-            await self._publish_remote(channel, payload)
+            await self._publish_remote(command)
         else:
-            await self._on_home_loop(self._publish_remote(channel, payload))
+            await self._on_home_loop(self._publish_remote(command))
 
     def history_of(self, group: str) -> GroupHistory | None:
         """The history `group` keeps, or None."""
@@ -380,14 +404,23 @@ class RedisBroker(Broker):
         self._attempted = asyncio.Event()
         assert self._loop is not None
         self._reader_task = self._loop.create_task(self._read_forever(), name="tether-redis-reader")
+        self._writer_wake = asyncio.Event()
+        self._writer_task = self._loop.create_task(
+            self._write_forever(), name="tether-redis-writer"
+        )
 
     async def _shutdown(self) -> None:
         task, pool, publisher = self._reader_task, self._pool, self._publisher
+        writer, unsent = self._writer_task, self._batch_sent
         conn = self._conn
         self._reset_connection_state()
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+        if unsent is not None:
+            unsent.set()  # never raises: those publishes reach local members only
+        tasks = [t for t in (task, writer) if t is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         if conn is not None:
             await conn.disconnect()
         if publisher is not None:
@@ -475,6 +508,7 @@ class RedisBroker(Broker):
         """Forget the subscriber connection and release everyone waiting on it."""
         self._conn = None
         self._down = True
+        self._outages += 1  # the writer's connection, too, is from before the outage
         self._channels.clear()
         if self._connected is not None:
             self._connected.clear()
@@ -789,20 +823,68 @@ class RedisBroker(Broker):
         except Exception as exc:  # cleanup must not fail; a stray subscription is harmless
             logger.debug("RedisBroker: UNSUBSCRIBE %s failed: %s", groups, exc)
 
-    async def _publish_remote(self, channel: bytes, payload: bytes) -> None:
-        assert self._publisher is not None
+    async def _publish_remote(self, command: bytes) -> None:
+        """Queue one packed PUBLISH for the writer; return once Redis acknowledged it.
+
+        Publishes made while a round trip is in flight go out together in the
+        next one: one write and one read for all of them (group commit).
+        """
+        self._batch.append(command)
+        sent = self._batch_sent
+        if sent is None:
+            sent = self._batch_sent = asyncio.Event()
+            assert self._writer_wake is not None
+            self._writer_wake.set()
+        # An Event, not a shared future: a cancelled publisher must not cancel the others.
+        await sent.wait()
+
+    async def _write_forever(self) -> None:
+        """Send the pending PUBLISH commands, one pipelined round trip per batch."""
+        pool, wake = self._pool, self._writer_wake
+        assert pool is not None and wake is not None
+        conn: AbstractConnection | None = None
+        outages = self._outages
         try:
-            await self._publisher.publish(channel, payload)
-        except _REDIS_DOWN as exc:
-            if not self._publish_failing:
-                self._publish_failing = True
-                logger.warning(
-                    "RedisBroker cannot publish to Redis at %s (%s); "
-                    "only local members receive messages until it is back",
-                    self._where,
-                    exc,
-                )
-        else:
-            if self._publish_failing:
-                self._publish_failing = False
-                logger.info("RedisBroker publishing to Redis at %s again", self._where)
+            while True:
+                await wake.wait()
+                wake.clear()
+                batch, sent = self._batch, self._batch_sent
+                self._batch, self._batch_sent = [], None
+                if sent is None:
+                    continue
+                try:
+                    if conn is not None and outages != self._outages:
+                        await conn.disconnect(nowait=True)
+                        conn = None
+                    if conn is None:
+                        outages = self._outages
+                        conn = pool.make_connection()
+                        await conn.connect()
+                    # One deadline for the whole round trip, not one per reply.
+                    with anyio.fail_after(self.timeout):
+                        await conn.send_packed_command(batch, check_health=False)
+                        for _ in batch:
+                            reply = await conn.read_response(timeout=math.inf)
+                            if isinstance(reply, Exception):  # e.g. NOPERM from an ACL
+                                raise reply
+                except _REDIS_DOWN as exc:
+                    if conn is not None:
+                        await conn.disconnect(nowait=True)
+                        conn = None
+                    if not self._publish_failing:
+                        self._publish_failing = True
+                        logger.warning(
+                            "RedisBroker cannot publish to Redis at %s (%s); "
+                            "only local members receive messages until it is back",
+                            self._where,
+                            exc,
+                        )
+                else:
+                    if self._publish_failing:
+                        self._publish_failing = False
+                        logger.info("RedisBroker publishing to Redis at %s again", self._where)
+                finally:
+                    sent.set()
+        finally:
+            if conn is not None:
+                await conn.disconnect(nowait=True)
