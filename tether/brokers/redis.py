@@ -132,6 +132,7 @@ class RedisBroker(Broker):
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 5.0,
         timeout: float = 5.0,
+        health_check_interval: float | None = 5.0,
         history: GroupHistory | Mapping[str, GroupHistory | None] | None = None,
         outbox_size: int = 10_000,
         **connection_kwargs: Any,
@@ -143,12 +144,21 @@ class RedisBroker(Broker):
         for a subscription to be confirmed. Extra keyword arguments go to
         `redis.asyncio.ConnectionPool.from_url` (e.g. `password`, `ssl_*`).
         `history` says which groups keep history (see `HistoryPolicy`).
+        `health_check_interval`: every that many seconds the subscriber
+        connection is sent a PING; no PONG within `timeout` means the
+        connection is dead though TCP has not noticed (a half-open link, a
+        frozen server), and the reader reconnects. So a silent connection is
+        noticed within `health_check_interval + timeout` (10 s by default);
+        `None` turns the check off (TCP keepalive alone then).
         """
         self.url = url
         self.channel_prefix = channel_prefix
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.timeout = timeout
+        if health_check_interval is not None and health_check_interval <= 0:
+            raise ValueError("RedisBroker: health_check_interval must be > 0 seconds, or None")
+        self.health_check_interval = health_check_interval
         self._connection_kwargs = connection_kwargs
         self._prefix = channel_prefix.encode()
         self._origin = uuid4().hex.encode()
@@ -170,6 +180,8 @@ class RedisBroker(Broker):
         self._batch: list[bytes] = []  # packed PUBLISH commands for the next round trip
         self._batch_sent: asyncio.Event | None = None  # set once that batch is acknowledged
         self._writer_wake: asyncio.Event | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._pong: asyncio.Event | None = None  # set by the reader on each PONG
         self._lock: asyncio.Lock | None = None
         self._connected: asyncio.Event | None = None
         self._attempted: asyncio.Event | None = None  # the first connect succeeded or failed
@@ -408,15 +420,21 @@ class RedisBroker(Broker):
         self._writer_task = self._loop.create_task(
             self._write_forever(), name="tether-redis-writer"
         )
+        if self.health_check_interval is not None:
+            self._pong = asyncio.Event()
+            self._health_task = self._loop.create_task(
+                self._check_health_forever(self.health_check_interval),
+                name="tether-redis-health",
+            )
 
     async def _shutdown(self) -> None:
         task, pool, publisher = self._reader_task, self._pool, self._publisher
-        writer, unsent = self._writer_task, self._batch_sent
+        writer, unsent, health = self._writer_task, self._batch_sent, self._health_task
         conn = self._conn
         self._reset_connection_state()
         if unsent is not None:
             unsent.set()  # never raises: those publishes reach local members only
-        tasks = [t for t in (task, writer) if t is not None]
+        tasks = [t for t in (task, writer, health) if t is not None]
         for t in tasks:
             t.cancel()
         if tasks:
@@ -504,6 +522,40 @@ class RedisBroker(Broker):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_reconnect_delay)
 
+    async def _check_health_forever(self, interval: float) -> None:
+        """PING the subscriber connection every `interval`; drop it when no PONG comes back.
+
+        Dropping it makes the reader's blocked read fail, so the reader
+        reconnects as after any loss. Nothing of this runs per message.
+        """
+        pong, lock = self._pong, self._lock
+        assert pong is not None and lock is not None
+        while True:
+            await asyncio.sleep(interval)
+            conn = self._conn
+            if conn is None or not conn.is_connected:
+                continue  # down: the reader is already reconnecting
+            pong.clear()
+            async with lock:
+                if conn is not self._conn:
+                    continue
+                try:
+                    await conn.send_command("PING", check_health=False)
+                except _REDIS_DOWN:
+                    await conn.disconnect(nowait=True)
+                    continue
+            try:
+                with anyio.fail_after(self.timeout):
+                    await pong.wait()
+            except TimeoutError:
+                if conn is self._conn:
+                    logger.warning(
+                        "RedisBroker: Redis at %s did not answer PING within %.1fs; reconnecting",
+                        self._where,
+                        self.timeout,
+                    )
+                    await conn.disconnect(nowait=True)
+
     def _lost(self) -> None:
         """Forget the subscriber connection and release everyone waiting on it."""
         self._conn = None
@@ -523,6 +575,10 @@ class RedisBroker(Broker):
         kind = response[0]
         if kind == b"message":
             return self._deliver_remote(response[1], response[2])
+        if kind == b"pong" or response == b"PONG":  # subscribed, or not subscribed yet
+            if self._pong is not None:
+                self._pong.set()
+            return False
         if kind == b"subscribe":
             channel = response[1]
             waiting = self._acks.get(channel)
