@@ -58,7 +58,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket
 
     with socket.socket() as sock:
@@ -66,7 +67,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port: int, timeout: float) -> None:
+def wait_for_port(port: int, timeout: float) -> None:
+    """Block (at most `timeout` seconds) until 127.0.0.1:`port` accepts connections."""
     import socket
 
     deadline = time.monotonic() + timeout
@@ -192,7 +194,7 @@ def run_load(
     results: dict[str, Any] = {"broadcasts": broadcasts, "interval": interval, "rows": {}}
     with RedisServer() as redis_server:
         for count in workers:
-            port = _free_port()
+            port = free_port()
             server = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "benchmarks.load.app:app",
                  "--host", "127.0.0.1", "--port", str(port), "--workers", str(count),
@@ -203,7 +205,7 @@ def run_load(
             )  # fmt: skip
             rungs: list[dict[str, Any]] = []
             try:
-                _wait_for_port(port, 30)
+                wait_for_port(port, 30)
                 pids: list[int] = []
                 for _ in range(200):  # uvicorn forks its workers after binding
                     pids = _children(server.pid)
