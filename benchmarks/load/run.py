@@ -121,6 +121,7 @@ async def one_load(
             str(deadline),
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
+            limit=1 << 26,  # the report is one long JSON line
         )
         for share in shares
         if share
