@@ -923,7 +923,7 @@ class RedisBroker(Broker):
                             reply = await conn.read_response(timeout=math.inf)
                             if isinstance(reply, Exception):  # e.g. NOPERM from an ACL
                                 raise reply
-                except _REDIS_DOWN as exc:
+                except Exception as exc:  # whatever failed, the writer must go on: never raise
                     if conn is not None:
                         await conn.disconnect(nowait=True)
                         conn = None
