@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmarks.apps import APPS_BY_NAME
 from benchmarks.inprocess import paired_ratio
+from benchmarks.redis_peers import markdown as redis_peers_markdown
 from benchmarks.workloads import WORKLOADS
 
 PACKAGES = (
@@ -31,6 +32,10 @@ PACKAGES = (
     "picows",
     "uvloop",
     "redis",
+    "hiredis",
+    "channels_redis",
+    "python-socketio",
+    "broadcaster",
 )
 
 
@@ -254,6 +259,18 @@ def _fanout_section(fanout: dict[str, Any]) -> list[str]:
                     f" | {_rate(row['delivered_per_second'])} |"
                 )
             lines.append("")
+    peers = fanout.get("redis_peers")
+    if peers and "rows" in peers:
+        lines += [
+            "## Across two processes: tether and its peers over one redis-server",
+            "",
+            f"{peers['messages']:,} messages of {peers['message_bytes']} bytes from the harness"
+            " process to one subscriber process, each library used as its docs show"
+            f" (see `benchmarks/redis_peers.py`); median of {peers['rounds']} round(s), the"
+            " peers interleaved; in brackets tether's rate divided by the peer's.",
+            "",
+            redis_peers_markdown(peers),
+        ]
     return lines
 
 

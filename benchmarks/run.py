@@ -14,6 +14,7 @@ from benchmarks.e2e import run_e2e, summarize_e2e
 from benchmarks.fanout import MEMBER_COUNTS, run_fanout, run_redis
 from benchmarks.footprint import CONNECTION_COUNTS, run_footprint
 from benchmarks.inprocess import run_inprocess, summarize
+from benchmarks.redis_peers import run_redis_peers
 from benchmarks.report import machine_info, print_flush, render_markdown, write_results
 from benchmarks.workloads import WORKLOADS
 
@@ -105,7 +106,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         "fanout_rounds": pick(args.fanout_rounds, 3, 1),
         "redis_messages": pick(args.redis_messages, 5_000, 500),
         "redis_rounds": pick(args.redis_rounds, 3, 1),
-        "redis_publishers": [1, 8],
+        "redis_publishers": [1, 8, 64],
         "footprint_connections": [
             int(n)
             for n in (args.footprint_connections or (["100"] if quick else CONNECTION_COUNTS))
@@ -200,6 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if settings["redis_messages"] > 0:
             fanout["redis"] = run_redis(
+                settings["redis_messages"],
+                publishers=settings["redis_publishers"],
+                rounds=settings["redis_rounds"],
+                runner=runner,
+                log=print_flush,
+            )
+            fanout["redis_peers"] = run_redis_peers(
                 settings["redis_messages"],
                 publishers=settings["redis_publishers"],
                 rounds=settings["redis_rounds"],

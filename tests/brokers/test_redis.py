@@ -77,6 +77,43 @@ async def test_messages_cross_between_nodes_in_order(
             assert seqs == list(range(100)), (client.name, node)
 
 
+async def test_concurrent_publishers_share_round_trips_and_each_keeps_its_order(
+    node_a: RedisBroker, node_b: RedisBroker, group: str
+) -> None:
+    bob = Client("bob on B", maxsize=5_000)
+    await node_b.subscribe(group, bob.queue)
+
+    async def publisher(name: int) -> None:
+        for seq in range(20):
+            await node_a.publish(group, {"from": name, "seq": seq})
+
+    async with running(bob):
+        async with anyio.create_task_group() as tg:  # 100 publishes in flight at once
+            for name in range(100):
+                tg.start_soon(publisher, name)
+        await bob.wait_for(2_000)
+    received = [json.loads(text) for text in bob.texts]
+    assert len(received) == 2_000
+    for name in range(100):
+        assert [m["seq"] for m in received if m["from"] == name] == list(range(20)), name
+
+
+async def test_a_cancelled_publish_leaves_the_others_of_its_batch_alone(
+    node_a: RedisBroker, node_b: RedisBroker, group: str
+) -> None:
+    bob = Client("bob on B")
+    await node_b.subscribe(group, bob.queue)
+    async with running(bob), anyio.create_task_group() as tg:
+        tg.start_soon(node_a.publish, group, "first")
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # cancelled while it waits for its batch's reply
+            await node_a.publish(group, "cancelled while waiting")
+        tg.start_soon(node_a.publish, group, "last")
+        await bob.wait_for(3)
+    # Once written, a message goes out: cancelling only stops the wait for the reply.
+    assert sorted(bob.texts) == ["cancelled while waiting", "first", "last"]
+
+
 async def test_subscribe_returns_only_once_redis_confirmed_it(
     node_a: RedisBroker, node_b: RedisBroker
 ) -> None:

@@ -56,6 +56,8 @@ _MAGIC = b"tether1 "
 _HEADER_SIZE = len(_MAGIC) + 32 + 3
 _REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
 _EXCLUDED_LIMIT = 10_000  # publishes with `exclude` whose echo may still come back
+# PUBLISH <channel> <header + body>, RESP-encoded; filled in by `publish`.
+_PUBLISH_COMMAND = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s%s %s\n%s\r\n"
 
 
 class _Buffer:
@@ -91,6 +93,12 @@ class RedisBroker(Broker):
       the publishing process's id; a process skips its own messages, so local
       members get each message exactly once and `exclude` (a member of the
       publishing process) is honoured on every node.
+    - Publishes are batched (group commit): one writer task per process sends
+      every PUBLISH that is pending in one pipelined write and reads their
+      replies in one go, while the next batch gathers. `publish` returns once
+      Redis has acknowledged its own PUBLISH, so many concurrent publishers
+      (connections, jobs) share round trips, and one publisher awaiting each
+      publish in turn still pays one round trip per message.
     - Messages from one publisher to one group arrive in publish order.
     - A reader task receives pub/sub messages. It must outlive every
       connection, so the broker owns it: it is started by `start()` or lazily
@@ -114,7 +122,8 @@ class RedisBroker(Broker):
       oldest dropped beyond) and goes out, in order, when Redis is back.
 
     Needs asyncio (`redis.asyncio` is asyncio-only); under trio use
-    `MemoryBroker`. Install with `pip install tether[redis]`.
+    `MemoryBroker`. Install with `pip install tether[redis]`, or
+    `tether[hiredis]` for redis-py's C reply parser (faster reads).
     """
 
     def __init__(
@@ -125,6 +134,7 @@ class RedisBroker(Broker):
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 5.0,
         timeout: float = 5.0,
+        health_check_interval: float | None = 5.0,
         history: GroupHistory | Mapping[str, GroupHistory | None] | None = None,
         outbox_size: int = 10_000,
         presence_heartbeat: float = 5.0,
@@ -137,6 +147,12 @@ class RedisBroker(Broker):
         for a subscription to be confirmed. Extra keyword arguments go to
         `redis.asyncio.ConnectionPool.from_url` (e.g. `password`, `ssl_*`).
         `history` says which groups keep history (see `HistoryPolicy`).
+        `health_check_interval`: every that many seconds the subscriber
+        connection is sent a PING; no PONG within `timeout` means the
+        connection is dead though TCP has not noticed (a half-open link, a
+        frozen server), and the reader reconnects. So a silent connection is
+        noticed within `health_check_interval + timeout` (10 s by default);
+        `None` turns the check off (TCP keepalive alone then).
         `presence_heartbeat` is how often, in seconds, this process tells
         Redis it is alive while it has present members: a process that stops
         (even by SIGKILL) loses its members, with a leave diff, within two.
@@ -146,6 +162,9 @@ class RedisBroker(Broker):
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.timeout = timeout
+        if health_check_interval is not None and health_check_interval <= 0:
+            raise ValueError("RedisBroker: health_check_interval must be > 0 seconds, or None")
+        self.health_check_interval = health_check_interval
         self._connection_kwargs = connection_kwargs
         self._prefix = channel_prefix.encode()
         self._origin = uuid4().hex.encode()
@@ -154,6 +173,7 @@ class RedisBroker(Broker):
         self._streams: dict[str, GroupStream] = {}  # history groups with local members
         self._excluded: dict[bytes, Member] = {}  # seq -> the member a publish excludes
         self._seq = 0
+        self._outages = 0
         self._outbox: deque[tuple[str, GroupHistory, bytes]] = deque(maxlen=outbox_size)
         self._loop: asyncio.AbstractEventLoop | None = None
         # 16 hex digits name this process in presence: every present member's
@@ -165,6 +185,12 @@ class RedisBroker(Broker):
         self._pool: ConnectionPool | None = None
         self._publisher: Redis | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._batch: list[bytes] = []  # packed PUBLISH commands for the next round trip
+        self._batch_sent: asyncio.Event | None = None  # set once that batch is acknowledged
+        self._writer_wake: asyncio.Event | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._pong: asyncio.Event | None = None  # set by the reader on each PONG
         self._lock: asyncio.Lock | None = None
         self._connected: asyncio.Event | None = None
         self._attempted: asyncio.Event | None = None  # the first connect succeeded or failed
@@ -279,14 +305,24 @@ class RedisBroker(Broker):
             return
         text = frame.get("text")
         if text is not None:
-            payload = b"%s%s t\n%s" % (_MAGIC, self._origin, text.encode())
+            kind, body = b"t", text.encode()
         else:
-            payload = b"%s%s b\n%s" % (_MAGIC, self._origin, frame["bytes"])
+            kind, body = b"b", frame["bytes"]
         channel = self._prefix + group.encode()
+        # The whole PUBLISH command in one allocation: RESP framing, header and body.
+        command = _PUBLISH_COMMAND % (
+            len(channel),
+            channel,
+            _HEADER_SIZE + len(body),
+            _MAGIC,
+            self._origin,
+            kind,
+            body,
+        )
         if home:
-            await self._publish_remote(channel, payload)
+            await self._publish_remote(command)
         else:
-            await self._on_home_loop(self._publish_remote(channel, payload))
+            await self._on_home_loop(self._publish_remote(command))
 
     def history_of(self, group: str) -> GroupHistory | None:
         """The history `group` keeps, or None."""
@@ -445,15 +481,30 @@ class RedisBroker(Broker):
         self._attempted = asyncio.Event()
         assert self._loop is not None
         self._reader_task = self._loop.create_task(self._read_forever(), name="tether-redis-reader")
+        self._writer_wake = asyncio.Event()
+        self._writer_task = self._loop.create_task(
+            self._write_forever(), name="tether-redis-writer"
+        )
+        if self.health_check_interval is not None:
+            self._pong = asyncio.Event()
+            self._health_task = self._loop.create_task(
+                self._check_health_forever(self.health_check_interval),
+                name="tether-redis-health",
+            )
 
     async def _shutdown(self) -> None:
         task, pool, publisher = self._reader_task, self._pool, self._publisher
+        writer, unsent, health = self._writer_task, self._batch_sent, self._health_task
         conn = self._conn
         await self._presence.stop()
         self._reset_connection_state()
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+        if unsent is not None:
+            unsent.set()  # never raises: those publishes reach local members only
+        tasks = [t for t in (task, writer, health) if t is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         if conn is not None:
             await conn.disconnect()
         if publisher is not None:
@@ -537,10 +588,45 @@ class RedisBroker(Broker):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_reconnect_delay)
 
+    async def _check_health_forever(self, interval: float) -> None:
+        """PING the subscriber connection every `interval`; drop it when no PONG comes back.
+
+        Dropping it makes the reader's blocked read fail, so the reader
+        reconnects as after any loss. Nothing of this runs per message.
+        """
+        pong, lock = self._pong, self._lock
+        assert pong is not None and lock is not None
+        while True:
+            await asyncio.sleep(interval)
+            conn = self._conn
+            if conn is None or not conn.is_connected:
+                continue  # down: the reader is already reconnecting
+            pong.clear()
+            async with lock:
+                if conn is not self._conn:
+                    continue
+                try:
+                    await conn.send_command("PING", check_health=False)
+                except _REDIS_DOWN:
+                    await conn.disconnect(nowait=True)
+                    continue
+            try:
+                with anyio.fail_after(self.timeout):
+                    await pong.wait()
+            except TimeoutError:
+                if conn is self._conn:
+                    logger.warning(
+                        "RedisBroker: Redis at %s did not answer PING within %.1fs; reconnecting",
+                        self._where,
+                        self.timeout,
+                    )
+                    await conn.disconnect(nowait=True)
+
     def _lost(self) -> None:
         """Forget the subscriber connection and release everyone waiting on it."""
         self._conn = None
         self._down = True
+        self._outages += 1  # the writer's connection, too, is from before the outage
         self._channels.clear()
         if self._connected is not None:
             self._connected.clear()
@@ -555,6 +641,10 @@ class RedisBroker(Broker):
         kind = response[0]
         if kind == b"message":
             return self._deliver_remote(response[1], response[2])
+        if kind == b"pong" or response == b"PONG":  # subscribed, or not subscribed yet
+            if self._pong is not None:
+                self._pong.set()
+            return False
         if kind == b"subscribe":
             channel = response[1]
             waiting = self._acks.get(channel)
@@ -858,20 +948,68 @@ class RedisBroker(Broker):
         except Exception as exc:  # cleanup must not fail; a stray subscription is harmless
             logger.debug("RedisBroker: UNSUBSCRIBE %s failed: %s", groups, exc)
 
-    async def _publish_remote(self, channel: bytes, payload: bytes) -> None:
-        assert self._publisher is not None
+    async def _publish_remote(self, command: bytes) -> None:
+        """Queue one packed PUBLISH for the writer; return once Redis acknowledged it.
+
+        Publishes made while a round trip is in flight go out together in the
+        next one: one write and one read for all of them (group commit).
+        """
+        self._batch.append(command)
+        sent = self._batch_sent
+        if sent is None:
+            sent = self._batch_sent = asyncio.Event()
+            assert self._writer_wake is not None
+            self._writer_wake.set()
+        # An Event, not a shared future: a cancelled publisher must not cancel the others.
+        await sent.wait()
+
+    async def _write_forever(self) -> None:
+        """Send the pending PUBLISH commands, one pipelined round trip per batch."""
+        pool, wake = self._pool, self._writer_wake
+        assert pool is not None and wake is not None
+        conn: AbstractConnection | None = None
+        outages = self._outages
         try:
-            await self._publisher.publish(channel, payload)
-        except _REDIS_DOWN as exc:
-            if not self._publish_failing:
-                self._publish_failing = True
-                logger.warning(
-                    "RedisBroker cannot publish to Redis at %s (%s); "
-                    "only local members receive messages until it is back",
-                    self._where,
-                    exc,
-                )
-        else:
-            if self._publish_failing:
-                self._publish_failing = False
-                logger.info("RedisBroker publishing to Redis at %s again", self._where)
+            while True:
+                await wake.wait()
+                wake.clear()
+                batch, sent = self._batch, self._batch_sent
+                self._batch, self._batch_sent = [], None
+                if sent is None:
+                    continue
+                try:
+                    if conn is not None and outages != self._outages:
+                        await conn.disconnect(nowait=True)
+                        conn = None
+                    if conn is None:
+                        outages = self._outages
+                        conn = pool.make_connection()
+                        await conn.connect()
+                    # One deadline for the whole round trip, not one per reply.
+                    with anyio.fail_after(self.timeout):
+                        await conn.send_packed_command(batch, check_health=False)
+                        for _ in batch:
+                            reply = await conn.read_response(timeout=math.inf)
+                            if isinstance(reply, Exception):  # e.g. NOPERM from an ACL
+                                raise reply
+                except Exception as exc:  # whatever failed, the writer must go on: never raise
+                    if conn is not None:
+                        await conn.disconnect(nowait=True)
+                        conn = None
+                    if not self._publish_failing:
+                        self._publish_failing = True
+                        logger.warning(
+                            "RedisBroker cannot publish to Redis at %s (%s); "
+                            "only local members receive messages until it is back",
+                            self._where,
+                            exc,
+                        )
+                else:
+                    if self._publish_failing:
+                        self._publish_failing = False
+                        logger.info("RedisBroker publishing to Redis at %s again", self._where)
+                finally:
+                    sent.set()
+        finally:
+            if conn is not None:
+                await conn.disconnect(nowait=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -64,6 +65,7 @@ def _answers_ping(port: int) -> bool:
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
+        process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=5)
@@ -195,6 +197,21 @@ class RedisServer:
             self._finalizer = None
         if process is not None:
             _kill(process)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and go silent, like a half-open link.
+
+        TCP still accepts and buffers what clients send; nothing answers until
+        `resume()`. Leaving the `with` block or `stop()` resumes it first.
+        """
+        if self._process is None or self._process.poll() is not None:
+            raise RuntimeError("RedisServer.pause(): the server is not running")
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT); harmless when it is not paused."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
 
     def close(self) -> None:
         """Stop the server and remove its working directory."""
