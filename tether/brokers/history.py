@@ -123,7 +123,7 @@ class GroupLog:
     publish makes nothing it does not deliver; entries are made when read.
     """
 
-    __slots__ = ("config", "epoch", "expires", "frames", "name", "top", "ttl")
+    __slots__ = ("_head", "_tail", "config", "epoch", "expires", "frames", "name", "top", "ttl")
 
     def __init__(self, group: str, config: GroupHistory, now: float) -> None:
         self.config = config
@@ -133,6 +133,9 @@ class GroupLog:
         self.top = 0
         self.frames: deque[dict[str, Any]] = deque(maxlen=config.size)
         self.expires = now + config.ttl
+        # The envelope's fixed parts, made once: a publish only adds the offset and data.
+        self._head = f'{{"group":{self.name},"offset":'
+        self._tail = f',"epoch":"{self.epoch}","data":'
 
     @property
     def position(self) -> Position:
@@ -143,7 +146,12 @@ class GroupLog:
         """Give the message (made by `encode_data`) the next offset; keep its frame, return it."""
         self.top = top = self.top + 1
         # tuple.__new__ skips the named tuple's Python-level __new__: once per publish.
-        frame = envelope(self.name, _new(Position, (self.epoch, top)), data)
+        position = _new(Position, (self.epoch, top))
+        if type(data) is str:  # what `envelope` makes, from the parts made once
+            text = f"{self._head}{top}{self._tail}{data}}}"
+            frame = {"type": "websocket.send", "text": text, "position": position}
+        else:
+            frame = envelope(self.name, position, data)
         self.frames.append(frame)
         self.expires = now + self.ttl
         return frame

@@ -16,12 +16,11 @@ from tether.brokers.positions import (
     Position,
     Recovery,
     check_limit,
-    encode_data,
     recovery_of,
     room_for,
 )
 from tether.brokers.presence import PresenceTable, encode_entry
-from tether.frames import encode_frame
+from tether.frames import dumps, encode_frame
 
 __all__ = ["MemoryBroker"]
 
@@ -166,11 +165,23 @@ class MemoryBroker(Broker):
     def _publish_kept(
         self, group: str, config: GroupHistory, message: Any, exclude: Member | None
     ) -> None:
-        data = encode_data(message)
+        # encode_data, inline: this runs once per publish to a group with history.
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            data: str | bytes = bytes(message)
+        else:
+            data = dumps(message)
         now = time.monotonic()
         with self._history_lock:
-            frame = self._log(group, config, now).append(data, now)
-            self._table.deliver(group, frame, exclude)
+            log = self._logs.get(group)
+            # The common case without the call: a live log and no sweep due.
+            if (
+                log is None
+                or now >= self._next_sweep
+                or log.expires <= now
+                or log.config is not config
+            ):
+                log = self._log(group, config, now)
+            self._table.deliver(group, log.append(data, now), exclude)
 
     def _log(self, group: str, config: GroupHistory, now: float) -> GroupLog:
         """The group's live history, made afresh (a new epoch) when missing or expired."""
