@@ -150,6 +150,8 @@ class RedisBroker(Broker):
         self._seq = 0
         self._outbox: deque[tuple[str, GroupHistory, bytes]] = deque(maxlen=outbox_size)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.reconnects = 0
+        """How many times the reader got Redis back after losing it (for metrics)."""
         self._reset_connection_state()
 
     def _reset_connection_state(self) -> None:
@@ -429,6 +431,7 @@ class RedisBroker(Broker):
                     if channels:
                         await self._send(conn, "SUBSCRIBE", channels)
                 if failures:
+                    self.reconnects += 1
                     logger.info(
                         "RedisBroker reconnected to Redis at %s, re-subscribed to %d group(s)",
                         self._where,

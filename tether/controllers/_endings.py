@@ -30,6 +30,7 @@ from tether.di.resolver import Context
 
 if TYPE_CHECKING:
     from tether.controllers.controller import WebSocketController
+    from tether.metrics.connection import ConnectionStats
 
 logger = logging.getLogger("tether")
 
@@ -94,16 +95,23 @@ async def failed(controller: WebSocketController, exc: BaseException, ctx: Conte
     if isinstance(exc, WebSocketException):
         await close_quietly(websocket, exc.code, exc.reason)
         return await close_code(controller) if websocket.accepted else None
+    stats = controller._stats
     if isinstance(exc, HTTPException) and websocket.application_state is WebSocketState.CONNECTING:
         logger.info("%s refused a connection: %s", name, exc.detail)
+        if stats is not None:
+            stats.refuse("http")
         if not await refuse_with_status(websocket, exc.status_code, exc.detail):
             await close_quietly(websocket, POLICY_VIOLATION, exc.detail)
         return None
     if isinstance(exc, ParameterError):
         logger.warning("%s refused a connection: %s", name, exc)
+        if stats is not None:
+            stats.refuse("parameter")
         await close_quietly(websocket, POLICY_VIOLATION, str(exc))
         return websocket.close_code if websocket.accepted else None
     controller._error = exc
+    if stats is not None:
+        stats.failed(exc, accepted=websocket.accepted)
     try:
         await controller.on_error(websocket, exc)  # type: ignore[arg-type]
     except Exception:
@@ -117,8 +125,18 @@ def ending(
 ) -> Awaitable[None] | None:
     """What must run once the session is over (on_disconnect, leaving groups, teardown).
 
-    None when nothing must: `dispatch` then enters no shield at all.
+    None when nothing must: `dispatch` then enters no shield at all. With
+    metrics, recording how the session ended comes last.
     """
+    stats = controller._stats
+    if stats is not None:
+        return _end_metered(controller, ctx, code, stats)
+    return _rest(controller, ctx, code)
+
+
+def _rest(
+    controller: WebSocketController, ctx: Context, code: int | None
+) -> Awaitable[None] | None:
     accepted = controller.websocket.accepted
     membership = controller._membership
     if (accepted and (code is None or controller._plan.disconnect)) or membership is not None:
@@ -128,10 +146,21 @@ def ending(
     return None
 
 
+async def _end_metered(
+    controller: WebSocketController, ctx: Context, code: int | None, stats: ConnectionStats
+) -> None:
+    try:
+        rest = _rest(controller, ctx, code)
+        if rest is not None:
+            await rest
+    finally:
+        stats.ended(controller.websocket, code if code is not None else ctx.close_code)
+
+
 async def _end(controller: WebSocketController, ctx: Context, code: int | None) -> None:
     if controller.websocket.accepted:
         if code is None:  # cancelled before the loop could tell
-            code = await close_code(controller, CANCELLED_DRAIN_SECONDS)
+            code = ctx.close_code = await close_code(controller, CANCELLED_DRAIN_SECONDS)
         if controller._on_disconnect is not None:
             await _disconnected(controller, ctx, code)
     if controller._membership is not None:
@@ -150,5 +179,7 @@ async def _disconnected(controller: WebSocketController, ctx: Context, code: int
         ctx.close_reason = controller.websocket.close_reason or ""
     try:
         await controller._call(hook, bound, ctx)
-    except Exception:
+    except Exception as exc:
+        if controller._stats is not None:
+            controller._stats.meter.error(exc)
         logger.exception("%s.on_disconnect raised", type(controller).__name__)

@@ -30,7 +30,7 @@ from tether.close_codes import (
 from tether.controllers._endings import DRAIN_SECONDS, client_gone, close_code, ending, failed
 from tether.controllers._passthrough import skip_passthrough
 from tether.controllers._plan import ControllerPlan, HookPlan, compile_controller
-from tether.controllers._receive import receive_fast, receive_general
+from tether.controllers._receive import receive_fast, receive_fast_metered, receive_general
 from tether.controllers._shield import teardown_shield
 from tether.controllers.codecs import DECODE_FAILURES, DecodeError, parse_json
 from tether.controllers.codecs import describe as describe_error
@@ -50,6 +50,8 @@ from tether.controllers.shutdown import sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.resolver import Context, ScopeState, overrides
 from tether.frames import encode_frame
+from tether.metrics.connection import ConnectionStats
+from tether.metrics.prometheus import ControllerMeter, TetherMetrics, meter_of
 
 logger = logging.getLogger("tether")
 
@@ -93,6 +95,8 @@ class WebSocketController:
             default, `RedisBroker(url)` to span processes.
         outbound_maxsize: group messages a connection may have waiting.
         outbound_policy: when they overflow, `"drop_oldest"` or `"close"` (1013).
+        metrics: a `tether.metrics.TetherMetrics`: Prometheus metrics (and
+            spans) for this class's connections; None (the default) records nothing.
     """
 
     encoding: ClassVar[str | None] = None
@@ -110,6 +114,7 @@ class WebSocketController:
     broker: ClassVar[Broker] = default_broker
     outbound_maxsize: ClassVar[int] = 1024
     outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
+    metrics: ClassVar[TetherMetrics | None] = None
 
     _membership: Membership | None = None
     # The hooks' functions with this connection's resolved values bound (None: no such
@@ -120,8 +125,10 @@ class WebSocketController:
     _routes: dict[str, tuple[HookPlan, Callable[..., Any]]] = {}  # never mutated: rebound
     _tasks: TaskGroup | None = None
     _wants_delivery = False
+    _stats: ConnectionStats | None = None  # with `metrics`: this connection's counts
 
     _plan: ClassVar[ControllerPlan]
+    _meter: ClassVar[ControllerMeter | None] = None
     # Chosen per class, in __init_subclass__: the receive loop, and the general
     # loop's handler for a message (`_routed` with @on routes, else `_single`).
     _receive_messages: ReceiveLoop
@@ -143,7 +150,11 @@ class WebSocketController:
         super().__init_subclass__(**kwargs)
         plan = cls._plan = compile_controller(cls, WebSocketController)
         fast = cls._fast_path and plan.plain_receive
-        cls._receive_messages = receive_fast if fast else receive_general
+        cls._meter = meter_of(cls)
+        if fast:
+            cls._receive_messages = receive_fast if cls._meter is None else receive_fast_metered
+        else:
+            cls._receive_messages = receive_general
         cls._handle = cls._routed if plan.routes else cls._single
 
     def __await__(self) -> Generator[Any, None, None]:
@@ -209,6 +220,7 @@ class WebSocketController:
                 self._send,
                 maxsize=self.outbound_maxsize,
                 policy=self.outbound_policy,
+                stats=self._stats,
             )
             if self._tasks is not None:
                 self._tasks.start_soon(self._deliver, self._tasks)
@@ -253,6 +265,9 @@ class WebSocketController:
         if kind != "websocket":
             return await _upgrade_required(self._send)
         send = self._send = skip_passthrough(self._send)
+        if self._meter is not None:  # every frame sent is counted (and the session traced)
+            self._stats = self._meter.connect(self.scope, send)
+            send = self._send = self._stats.send
         websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         plan = self._plan
         if plan.through_websocket:
@@ -275,6 +290,8 @@ class WebSocketController:
                     await websocket.accept()
                 if websocket.application_state is CONNECTED:
                     sessions.live.add(websocket)  # graceful shutdown closes it with 1001
+                    if self._stats is not None:
+                        self._stats.opened()
                     try:
                         # Awaited from here when nothing must surround it (an idle
                         # connection holds one suspended frame per level).
@@ -303,17 +320,20 @@ class WebSocketController:
         """Check the origin and negotiate the subprotocol; refuse (403) on failure."""
         plan = self._plan
         if plan.origins is not None and not plan.origins.allows(websocket.headers.get("origin")):
-            return await self._refuse(websocket, f"origin {websocket.headers.get('origin')!r}")
+            origin = websocket.headers.get("origin")
+            return await self._refuse(websocket, f"origin {origin!r}", "origin")
         if plan.subprotocols:
             offered = self.scope.get("subprotocols") or ()
             try:
                 websocket.subprotocol = negotiate_subprotocol(plan.subprotocols, offered)
             except LookupError as exc:
-                return await self._refuse(websocket, str(exc))
+                return await self._refuse(websocket, str(exc), "subprotocol")
         return True
 
-    async def _refuse(self, websocket: WebSocket, why: str) -> bool:
+    async def _refuse(self, websocket: WebSocket, why: str, reason: str) -> bool:
         logger.info("%s refused a connection: %s", type(self).__name__, why)
+        if self._stats is not None:
+            self._stats.refuse(reason)
         await close_quietly(websocket, POLICY_VIOLATION, "refused")
         return False
 
@@ -325,6 +345,8 @@ class WebSocketController:
             if permission.is_async or isawaitable(result):
                 result = await result
             if not result:
+                if self._stats is not None:
+                    self._stats.refuse("permission")
                 raise WebSocketException(POLICY_VIOLATION, f"permission denied: {permission.name}")
 
     async def _bind(self, ctx: Context) -> dict[str, Any]:
