@@ -11,13 +11,13 @@ metrics = TetherMetrics()                 # prometheus_client's default registry
 class Chat(WebSocketController):
     metrics = metrics
 
-app = Starlette(routes=[WebSocketRoute("/ws", Chat), Mount("/metrics", metrics_app(metrics))])
+app = Starlette(routes=[WebSocketRoute("/ws", Chat), Route("/metrics", metrics_app(metrics))])
 ```
 
 Needs the `metrics` extra (`prometheus_client`); spans need `opentelemetry-api`.
 """
 
-from tether.metrics.exposition import metrics_app
+from tether.metrics.exposition import MetricsApp, metrics_app
 from tether.metrics.prometheus import ControllerMeter, TetherMetrics
 
-__all__ = ["ControllerMeter", "TetherMetrics", "metrics_app"]
+__all__ = ["ControllerMeter", "MetricsApp", "TetherMetrics", "metrics_app"]

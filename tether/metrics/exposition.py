@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from tether.metrics.prometheus import TetherMetrics, _prometheus
 
-__all__ = ["metrics_app"]
+__all__ = ["MetricsApp", "metrics_app"]
 
 
-def metrics_app(registry: TetherMetrics | Any = None) -> ASGIApp:
+def metrics_app(registry: TetherMetrics | Any = None) -> MetricsApp:
     """An ASGI app answering `GET` with the metrics of `registry`, to mount at `/metrics`.
 
     `registry` is a `TetherMetrics`, a `prometheus_client.CollectorRegistry`,
@@ -22,18 +22,30 @@ def metrics_app(registry: TetherMetrics | Any = None) -> ASGIApp:
     also be served on its own port.
 
     ```python
-    app = Starlette(routes=[Mount("/metrics", metrics_app(metrics)), ...])
+    app = Starlette(routes=[Route("/metrics", metrics_app(metrics)), ...])
     ```
     """
-    prometheus = _prometheus()
-    from prometheus_client.exposition import choose_encoder
-
+    _prometheus()
     if isinstance(registry, TetherMetrics):
         registry = registry.registry
     elif registry is None:
-        registry = prometheus.REGISTRY
+        from prometheus_client import REGISTRY
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        registry = REGISTRY
+    return MetricsApp(registry)
+
+
+class MetricsApp:
+    """The ASGI app `metrics_app` returns (a class, so routers mount it as an app)."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client.exposition import choose_encoder
+
+        self.registry = registry
+        self._choose_encoder = choose_encoder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one scope: a scrape, a refusal, or the lifespan."""
         kind = scope["type"]
         if kind == "lifespan":
             while True:
@@ -51,12 +63,10 @@ def metrics_app(registry: TetherMetrics | Any = None) -> ASGIApp:
             await _respond(send, 405, b"text/plain; charset=utf-8", b"Method Not Allowed\n")
             return
         accept = b",".join(v for k, v in scope.get("headers", ()) if k.lower() == b"accept")
-        encode, content_type = choose_encoder(accept.decode("latin-1"))
+        encode, content_type = self._choose_encoder(accept.decode("latin-1"))
         names = _names(scope.get("query_string", b""))
-        source = registry.restricted_registry(names) if names else registry
+        source = self.registry.restricted_registry(names) if names else self.registry
         await _respond(send, 200, content_type.encode(), encode(source), head=method == "HEAD")
-
-    return app
 
 
 def _names(query: bytes) -> list[str]:
