@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from tether import ConfigurationError, WebSocketController
+from tether import ConfigurationError, Query, WebSocketController
 from tether.brokers import MemoryBroker
 from tether.controllers._receive import receive_fast, receive_fast_metered, receive_general
 from tether.metrics import TetherMetrics, metrics_app
@@ -148,3 +148,69 @@ async def test_metrics_app_serves_gets_and_refuses_other_methods() -> None:
         openmetrics = await client.get("/", headers={"accept": "application/openmetrics-text"})
         assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
         assert openmetrics.text.endswith("# EOF\n")
+
+
+async def test_brokers_of_metered_classes_are_reported_with_their_groups() -> None:
+    from tether.brokers import RedisBroker
+
+    registry = CollectorRegistry()
+    metrics = TetherMetrics(registry=registry)
+    redis = RedisBroker("redis://127.0.0.1:1/0")  # never used: nothing connects
+    type("OverRedis", (Echo,), {"metrics": metrics, "broker": redis})
+    type("InMemory", (Echo,), {"metrics": metrics, "broker": MemoryBroker()})
+    assert (
+        registry.get_sample_value("tether_broker_reconnects_total", {"broker": "RedisBroker"}) == 0
+    )
+    assert registry.get_sample_value("tether_groups", {"broker": "RedisBroker"}) == 0
+    assert registry.get_sample_value("tether_groups", {"broker": "MemoryBroker"}) == 0
+    # A MemoryBroker never reconnects: no series for it.
+    assert (
+        registry.get_sample_value("tether_broker_reconnects_total", {"broker": "MemoryBroker"})
+        is None
+    )
+
+
+async def test_group_sizes_are_per_group_when_asked_for() -> None:
+    registry = CollectorRegistry()
+    cls = type(
+        "Echo",
+        (Echo,),
+        {"broker": MemoryBroker(), "metrics": TetherMetrics(registry=registry, group_sizes=True)},
+    )
+    async with connect(cls, "/"), connect(cls, "/"):
+        labels = {"broker": "MemoryBroker", "group": "news"}
+        assert registry.get_sample_value("tether_group_size", labels) == 2
+
+
+async def test_refusals_by_an_error_before_accept_and_recoveries_are_counted() -> None:
+    from tether.brokers.history import GroupHistory
+
+    class Joiner(WebSocketController):
+        async def on_connect(self, since: str = Query("")) -> None:
+            if since == "boom":
+                raise RuntimeError("before accept")
+            await self.join("kept", since=since or None)
+            await self.join("plain", since="not-a-position")
+
+    registry = CollectorRegistry()
+    broker = MemoryBroker(history={"kept": GroupHistory(size=10)})
+    cls = type("Joiner", (Joiner,), {"broker": broker, "metrics": TetherMetrics(registry=registry)})
+    async with connect(cls, "/?since=0:0"):
+        pass
+    with pytest.raises(Exception):  # noqa: B017 - the handshake is refused
+        async with connect(cls, "/?since=boom"):
+            pass
+    labels = {"controller": "Joiner"}
+    get = registry.get_sample_value
+    assert get("tether_handshakes_refused_total", {**labels, "reason": "error"}) == 1
+    assert get("tether_handler_errors_total", {**labels, "exception": "RuntimeError"}) == 1
+    assert get("tether_group_joins_total", labels) == 2
+    assert get("tether_recoveries_total", {**labels, "outcome": "malformed"}) == 1
+    outcomes = {
+        sample.labels["outcome"]: sample.value
+        for family in registry.collect()
+        if family.name == "tether_recoveries"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert sum(outcomes.values()) == 2  # the join without since= is no recovery
