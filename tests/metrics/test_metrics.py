@@ -214,3 +214,25 @@ async def test_refusals_by_an_error_before_accept_and_recoveries_are_counted() -
         if sample.name.endswith("_total")
     }
     assert sum(outcomes.values()) == 2  # the join without since= is no recovery
+
+
+async def test_a_websocket_class_that_overrides_send_still_gets_every_frame() -> None:
+    from tether import WebSocket
+
+    seen: list[str] = []
+
+    class Watching(WebSocket):
+        async def send(self, message: Any) -> None:
+            if message["type"] == "websocket.send":
+                seen.append(message["text"])
+            await super().send(message)
+
+    registry = CollectorRegistry()
+    cls = metered(Echo, registry, websocket_class=Watching)
+    assert cls._receive_messages is receive_general
+    async with connect(cls, "/") as ws:
+        await ws.send_text("a")
+        assert await ws.receive_text() == "a"
+    assert seen == ["a"]
+    assert sample(registry, "tether_messages_sent_total") == 1
+    assert sample(registry, "tether_messages_received_total") == 1

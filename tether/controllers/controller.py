@@ -151,6 +151,10 @@ class WebSocketController:
         plan = cls._plan = compile_controller(cls, WebSocketController)
         fast = cls._fast_path and plan.plain_receive
         cls._meter = meter_of(cls)
+        if fast and cls._meter is not None:
+            # The metered fast path sends to the server itself; through a websocket_class
+            # that overrides send, the general loop keeps every frame going through it.
+            fast = not plan.through_websocket
         if fast:
             cls._receive_messages = receive_fast if cls._meter is None else receive_fast_metered
         else:
