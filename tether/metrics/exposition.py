@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from tether.close_codes import NORMAL_CLOSURE
 from tether.metrics.prometheus import TetherMetrics, _prometheus
 
 __all__ = ["MetricsApp", "metrics_app"]
@@ -56,7 +57,7 @@ class MetricsApp:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if kind == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
+            await send({"type": "websocket.close", "code": NORMAL_CLOSURE})
             return
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
