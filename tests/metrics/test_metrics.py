@@ -50,7 +50,7 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 async def test_without_metrics_nothing_is_registered_and_the_fast_path_is_unchanged() -> None:
     before = {name for name in REGISTRY._names_to_collectors if name.startswith("tether")}
     cls = type("Plain", (Echo,), {"broker": MemoryBroker()})
-    assert cls.metrics is None and cls._meter is None
+    assert cls.metrics is None and cls._plan.meter is None
     assert cls._receive_messages is receive_fast
     async with connect(cls, "/") as ws:
         await ws.send_text("hi")

@@ -30,7 +30,6 @@ from tether.di.resolver import Context
 
 if TYPE_CHECKING:
     from tether.controllers.controller import WebSocketController
-    from tether.metrics.connection import ConnectionStats
 
 logger = logging.getLogger("tether")
 
@@ -121,52 +120,41 @@ async def failed(controller: WebSocketController, exc: BaseException, ctx: Conte
 
 
 def ending(
-    controller: WebSocketController, ctx: Context, code: int | None
+    controller: WebSocketController, ctx: Context, code: int | None, stats: object = None
 ) -> Awaitable[None] | None:
     """What must run once the session is over (on_disconnect, leaving groups, teardown).
 
     None when nothing must: `dispatch` then enters no shield at all. With
-    metrics, recording how the session ended comes last.
+    metrics (`stats`: the connection's `ConnectionStats`), recording how the
+    session ended comes last.
     """
-    stats = controller._stats
-    if stats is not None:
-        return _end_metered(controller, ctx, code, stats)
-    return _rest(controller, ctx, code)
-
-
-def _rest(
-    controller: WebSocketController, ctx: Context, code: int | None
-) -> Awaitable[None] | None:
     accepted = controller.websocket.accepted
     membership = controller._membership
-    if (accepted and (code is None or controller._plan.disconnect)) or membership is not None:
+    if (
+        (accepted and (code is None or controller._plan.disconnect))
+        or membership is not None
+        or stats is not None
+    ):
         return _end(controller, ctx, code)
     if ctx.connection is not None and ctx.connection.exits:
         return ctx.connection.aclose(controller._error)  # only teardown: no layer around it
     return None
 
 
-async def _end_metered(
-    controller: WebSocketController, ctx: Context, code: int | None, stats: ConnectionStats
-) -> None:
-    try:
-        rest = _rest(controller, ctx, code)
-        if rest is not None:
-            await rest
-    finally:
-        stats.ended(controller.websocket, code if code is not None else ctx.close_code)
-
-
 async def _end(controller: WebSocketController, ctx: Context, code: int | None) -> None:
-    if controller.websocket.accepted:
-        if code is None:  # cancelled before the loop could tell
-            code = ctx.close_code = await close_code(controller, CANCELLED_DRAIN_SECONDS)
-        if controller._on_disconnect is not None:
-            await _disconnected(controller, ctx, code)
-    if controller._membership is not None:
-        await controller._membership.close()
-    if ctx.connection is not None:
-        await ctx.connection.aclose(controller._error)
+    try:
+        if controller.websocket.accepted:
+            if code is None:  # cancelled before the loop could tell
+                code = await close_code(controller, CANCELLED_DRAIN_SECONDS)
+            if controller._on_disconnect is not None:
+                await _disconnected(controller, ctx, code)
+        if controller._membership is not None:
+            await controller._membership.close()
+        if ctx.connection is not None:
+            await ctx.connection.aclose(controller._error)
+    finally:
+        if controller._stats is not None:  # with metrics: how it ended, once all is done
+            controller._stats.ended(controller.websocket, code)
 
 
 async def _disconnected(controller: WebSocketController, ctx: Context, code: int) -> None:

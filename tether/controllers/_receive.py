@@ -55,7 +55,11 @@ async def receive_general(
     receive = controller._receive
     plan = controller._plan
     admit = limiter(plan, websocket) if plan.checks_messages else None
-    stats = controller._stats  # with metrics: counts what arrives (its send counts replies)
+    # With metrics: counts what arrives (its send counts replies). Read through the
+    # plan: without metrics, `controller._stats` would be a lookup on the class.
+    stats = controller._stats if plan.meter is not None else None
+    if stats is not None:
+        stats.opened()  # accepted: now it counts as open
     timeout = plan.idle_timeout
     slots = anyio.Semaphore(plan.max_concurrency) if plan.max_concurrency > 1 else None
     while not controller._wants_delivery:
@@ -152,6 +156,7 @@ async def receive_fast_metered(
     text_only = decode is text_frame
     on_receive = controller._on_receive
     connected = CONNECTED
+    stats.opened()  # accepted: now it counts as open
     stats.looping = 1
     try:
         for _ in stats.turns:

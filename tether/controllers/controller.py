@@ -51,7 +51,7 @@ from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.resolver import Context, ScopeState, overrides
 from tether.frames import encode_frame
 from tether.metrics.connection import ConnectionStats
-from tether.metrics.prometheus import ControllerMeter, TetherMetrics, meter_of
+from tether.metrics.prometheus import TetherMetrics, meter_of
 
 logger = logging.getLogger("tether")
 
@@ -128,7 +128,6 @@ class WebSocketController:
     _stats: ConnectionStats | None = None  # with `metrics`: this connection's counts
 
     _plan: ClassVar[ControllerPlan]
-    _meter: ClassVar[ControllerMeter | None] = None
     # Chosen per class, in __init_subclass__: the receive loop, and the general
     # loop's handler for a message (`_routed` with @on routes, else `_single`).
     _receive_messages: ReceiveLoop
@@ -150,13 +149,13 @@ class WebSocketController:
         super().__init_subclass__(**kwargs)
         plan = cls._plan = compile_controller(cls, WebSocketController)
         fast = cls._fast_path and plan.plain_receive
-        cls._meter = meter_of(cls)
-        if fast and cls._meter is not None:
+        meter = plan.meter = meter_of(cls)
+        if fast and meter is not None:
             # The metered fast path sends to the server itself; through a websocket_class
             # that overrides send, the general loop keeps every frame going through it.
             fast = not plan.through_websocket
         if fast:
-            cls._receive_messages = receive_fast if cls._meter is None else receive_fast_metered
+            cls._receive_messages = receive_fast if meter is None else receive_fast_metered
         else:
             cls._receive_messages = receive_general
         cls._handle = cls._routed if plan.routes else cls._single
@@ -269,11 +268,12 @@ class WebSocketController:
         if kind != "websocket":
             return await _upgrade_required(self._send)
         send = self._send = skip_passthrough(self._send)
-        if self._meter is not None:  # every frame sent is counted (and the session traced)
-            self._stats = self._meter.connect(self.scope, send)
-            send = self._send = self._stats.send
-        websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         plan = self._plan
+        stats = None
+        if plan.meter is not None:  # every frame sent is counted (and the session traced)
+            stats = self._stats = plan.meter.connect(self.scope, send)
+            send = self._send = stats.send
+        websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         if plan.through_websocket:
             self._receive, self._send = websocket.receive, websocket.send
         # An override may bring connection-scoped dependencies the class has none of.
@@ -294,8 +294,6 @@ class WebSocketController:
                     await websocket.accept()
                 if websocket.application_state is CONNECTED:
                     sessions.live.add(websocket)  # graceful shutdown closes it with 1001
-                    if self._stats is not None:
-                        self._stats.opened()
                     try:
                         # Awaited from here when nothing must surround it (an idle
                         # connection holds one suspended frame per level).
@@ -313,7 +311,7 @@ class WebSocketController:
             self._error = exc
             raise
         finally:
-            rest = ending(self, ctx, code)
+            rest = ending(self, ctx, code, stats)
             if rest is not None:
                 with teardown_shield():
                     await rest
