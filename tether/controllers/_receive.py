@@ -58,8 +58,10 @@ async def receive_general(
     # With metrics: counts what arrives (its send counts replies). Read through the
     # plan: without metrics, `controller._stats` would be a lookup on the class.
     stats = controller._stats if plan.meter is not None else None
+    arrived = None
     if stats is not None:
         stats.opened()  # accepted: now it counts as open
+        arrived = stats.received
     timeout = plan.idle_timeout
     slots = anyio.Semaphore(plan.max_concurrency) if plan.max_concurrency > 1 else None
     while not controller._wants_delivery:
@@ -70,8 +72,8 @@ async def receive_general(
             if message["type"] == "websocket.disconnect":
                 return client_closed(controller, message, ctx)
             continue
-        if stats is not None:
-            stats.received += 1
+        if arrived is not None:
+            next(arrived)
         if timeout is not None:
             idle.deadline = math.inf  # a slow handler is not idleness
         if admit is not None and not await admit(message):
