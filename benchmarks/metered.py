@@ -29,8 +29,9 @@ async def rates(pairs: list[tuple[str, str]], workload_name: str, rounds: int, c
     for app in apps.values():  # warm up: specialized bytecode, filled caches
         await time_messages(app, workload, 2_000)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):
-        for name in names:
+    for round_ in range(rounds):
+        # Every other round in reverse, so neither app always runs right after the other.
+        for name in names if round_ % 2 == 0 else names[::-1]:
             samples[name].append(await time_messages(apps[name], workload, count))
     for off, on in pairs:
         without, with_ = statistics.median(samples[off]), statistics.median(samples[on])
