@@ -12,7 +12,8 @@ difference of the sizes: startup, imports and warm-up cancel out.
 
 `APP` is a name of `benchmarks.apps`, or `fast` / `general`: the workload's
 tether controller served directly, on the fast path or (a subclass with
-`_fast_path = False`) through the general receive loop. Each run first
+`_fast_path = False`) through the general receive loop; `metered` /
+`metered_general` are the same with `metrics = TetherMetrics(...)` set. Each run first
 opens a dozen warm-up connections, so CPython 3.11 has specialized the
 code before the counted part. Needs `valgrind` on PATH.
 """
@@ -36,22 +37,30 @@ from benchmarks.inprocess import time_connections, time_messages
 from benchmarks.workloads import WORKLOADS, Workload
 
 WARM_UP_CONNECTIONS = 12
+LOOPS = ("fast", "general", "metered", "metered_general")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def load(app_name: str, workload: Workload) -> Any:
     """The ASGI app to count: a benchmark app, or a tether controller on a chosen loop."""
-    if app_name not in ("fast", "general"):
+    if app_name not in LOOPS:
         return importlib.import_module(APPS_BY_NAME[app_name].module).app
     from benchmarks.apps import tether_controllers as controllers
 
     base = {"text": controllers.TextEcho, "json": controllers.JsonEcho}.get(
         workload.name, controllers.TypedEcho
     )
-    if app_name == "fast":
-        return base
-    return type(f"{base.__name__}General", (base,), {"_fast_path": False})
+    attrs: dict[str, Any] = {}
+    if app_name.endswith("general"):
+        attrs["_fast_path"] = False
+    if app_name.startswith("metered"):
+        from prometheus_client import CollectorRegistry
+
+        from tether.metrics import TetherMetrics
+
+        attrs["metrics"] = TetherMetrics(registry=CollectorRegistry())
+    return type(f"{base.__name__}_{app_name}", (base,), attrs) if attrs else base
 
 
 async def run(app: Any, workload: Workload, size: int) -> None:
@@ -99,7 +108,7 @@ def count(app_name: str, workload_name: str, size: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Print the instructions per unit of one app and workload."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions")
-    parser.add_argument("app", help="a benchmark app, or fast / general")
+    parser.add_argument("app", help="a benchmark app, or one of " + " / ".join(LOOPS))
     parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("--sizes", default=None, help="small,large (10,5010 or 1,1001)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -770,3 +770,26 @@ def test_mkdocs_build_strict(tmp_path: Path):
     attributes = attributes[: attributes.index("</table>")]
     for name in ("encoding", "allowed_origins", "max_concurrency", "outbound_policy"):
         assert re.search(rf"<tr[^>]*>\s*<td><code>(<span[^>]*>)?{name}<", attributes), name
+
+
+# -- metrics.md: metrics on, and a scrape ------------------------------------------------
+
+
+@covers("metrics")
+@pytest.mark.anyio
+async def test_metrics_example():
+    import httpx
+
+    example = load("metrics")
+    async with connect(example.app, "/ws/lobby") as ada:
+        await ada.send_json({"text": "hi"})
+        assert await ada.receive_json() == {"text": "hi"}
+        transport = httpx.ASGITransport(app=example.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            scraped = (await client.get("/metrics")).text
+    assert 'tether_connections_open{controller="Chat"} 1.0' in scraped
+    assert 'tether_messages_received_total{controller="Chat"} 1.0' in scraped
+    assert 'tether_messages_sent_total{controller="Chat"} 1.0' in scraped
+    assert 'tether_group_members{broker="MemoryBroker"} 1.0' in scraped
+    registry = example.registry
+    assert registry.get_sample_value("tether_closes_total", {"controller": "Chat", "code": "1000"})

@@ -302,6 +302,7 @@ async def test_redis_restart_reconnects_resubscribes_and_local_delivery_goes_on(
             server.start()
             await eventually(lambda: a.connected and b.connected)
             assert any("reconnected" in r.getMessage() for r in caplog.records)
+            assert (a.reconnects, b.reconnects) == (1, 1)  # what metrics export
             await a.publish(group, "after")
             await a.publish(f"{group}-new", "to the group joined while down")
             await bob.wait_for(2)

@@ -18,6 +18,7 @@ import anyio
 import msgspec
 import pydantic
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.types import Message
 
 from tether import (
@@ -30,8 +31,9 @@ from tether import (
     on,
 )
 from tether.brokers import MemoryBroker
-from tether.controllers._receive import receive_fast, receive_general
+from tether.controllers._receive import receive_fast, receive_fast_metered, receive_general
 from tether.controllers.limits import RateLimit
+from tether.metrics import TetherMetrics
 from tether.testing import WebSocketSession, connect
 
 pytestmark = pytest.mark.anyio
@@ -111,10 +113,17 @@ def variant(base: type[Recorder], shape: str) -> type[Recorder]:
             "idle_timeout": 60,
         },
         "general loop, concurrent handlers": {"max_concurrency": 4},
+        "fast path, metered": {"metrics": TetherMetrics(registry=CollectorRegistry())},
+        "general loop, metered": {
+            "_fast_path": False,
+            "metrics": TetherMetrics(registry=CollectorRegistry()),
+        },
     }[shape]
     attrs["broker"] = MemoryBroker()  # each run's groups start empty
     cls = type(f"{base.__name__}_{shape.replace(' ', '_')}", (base,), attrs)
-    expected = receive_fast if shape == "fast path" else receive_general
+    expected = {"fast path": receive_fast, "fast path, metered": receive_fast_metered}.get(
+        shape, receive_general
+    )
     assert cls._receive_messages is expected, f"{cls.__name__} took the wrong loop"
     return cls
 
@@ -124,6 +133,8 @@ SHAPES = [
     "general loop",
     "general loop, limits at rest",
     "general loop, concurrent handlers",
+    "fast path, metered",
+    "general loop, metered",
 ]
 
 

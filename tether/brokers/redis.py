@@ -179,6 +179,8 @@ class RedisBroker(Broker):
         # 16 hex digits name this process in presence: every present member's
         # Redis entries carry it, and 64 random bits are plenty to tell processes apart.
         self._presence = RedisPresence(self._prefix, self._origin[:16], presence_heartbeat, timeout)
+        self.reconnects = 0
+        """How many times the reader got Redis back after losing it (for metrics)."""
         self._reset_connection_state()
 
     def _reset_connection_state(self) -> None:
@@ -546,6 +548,7 @@ class RedisBroker(Broker):
                     if channels:
                         await self._send(conn, "SUBSCRIBE", channels)
                 if failures:
+                    self.reconnects += 1
                     logger.info(
                         "RedisBroker reconnected to Redis at %s, re-subscribed to %d group(s)",
                         self._where,

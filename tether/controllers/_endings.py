@@ -94,16 +94,23 @@ async def failed(controller: WebSocketController, exc: BaseException, ctx: Conte
     if isinstance(exc, WebSocketException):
         await close_quietly(websocket, exc.code, exc.reason)
         return await close_code(controller) if websocket.accepted else None
+    stats = controller._stats
     if isinstance(exc, HTTPException) and websocket.application_state is WebSocketState.CONNECTING:
         logger.info("%s refused a connection: %s", name, exc.detail)
+        if stats is not None:
+            stats.refuse("http")
         if not await refuse_with_status(websocket, exc.status_code, exc.detail):
             await close_quietly(websocket, POLICY_VIOLATION, exc.detail)
         return None
     if isinstance(exc, ParameterError):
         logger.warning("%s refused a connection: %s", name, exc)
+        if stats is not None:
+            stats.refuse("parameter")
         await close_quietly(websocket, POLICY_VIOLATION, str(exc))
         return websocket.close_code if websocket.accepted else None
     controller._error = exc
+    if stats is not None:
+        stats.failed(exc, accepted=websocket.accepted)
     try:
         await controller.on_error(websocket, exc)  # type: ignore[arg-type]
     except Exception:
@@ -113,15 +120,21 @@ async def failed(controller: WebSocketController, exc: BaseException, ctx: Conte
 
 
 def ending(
-    controller: WebSocketController, ctx: Context, code: int | None
+    controller: WebSocketController, ctx: Context, code: int | None, stats: object = None
 ) -> Awaitable[None] | None:
     """What must run once the session is over (on_disconnect, leaving groups, teardown).
 
-    None when nothing must: `dispatch` then enters no shield at all.
+    None when nothing must: `dispatch` then enters no shield at all. With
+    metrics (`stats`: the connection's `ConnectionStats`), recording how the
+    session ended comes last.
     """
     accepted = controller.websocket.accepted
     membership = controller._membership
-    if (accepted and (code is None or controller._plan.disconnect)) or membership is not None:
+    if (
+        (accepted and (code is None or controller._plan.disconnect))
+        or membership is not None
+        or stats is not None
+    ):
         return _end(controller, ctx, code)
     if ctx.connection is not None and ctx.connection.exits:
         return ctx.connection.aclose(controller._error)  # only teardown: no layer around it
@@ -129,15 +142,19 @@ def ending(
 
 
 async def _end(controller: WebSocketController, ctx: Context, code: int | None) -> None:
-    if controller.websocket.accepted:
-        if code is None:  # cancelled before the loop could tell
-            code = await close_code(controller, CANCELLED_DRAIN_SECONDS)
-        if controller._on_disconnect is not None:
-            await _disconnected(controller, ctx, code)
-    if controller._membership is not None:
-        await controller._membership.close()
-    if ctx.connection is not None:
-        await ctx.connection.aclose(controller._error)
+    try:
+        if controller.websocket.accepted:
+            if code is None:  # cancelled before the loop could tell
+                code = await close_code(controller, CANCELLED_DRAIN_SECONDS)
+            if controller._on_disconnect is not None:
+                await _disconnected(controller, ctx, code)
+        if controller._membership is not None:
+            await controller._membership.close()
+        if ctx.connection is not None:
+            await ctx.connection.aclose(controller._error)
+    finally:
+        if controller._stats is not None:  # with metrics: how it ended, once all is done
+            controller._stats.ended(controller.websocket, code)
 
 
 async def _disconnected(controller: WebSocketController, ctx: Context, code: int) -> None:
@@ -150,5 +167,7 @@ async def _disconnected(controller: WebSocketController, ctx: Context, code: int
         ctx.close_reason = controller.websocket.close_reason or ""
     try:
         await controller._call(hook, bound, ctx)
-    except Exception:
+    except Exception as exc:
+        if controller._stats is not None:
+            controller._stats.meter.error(exc)
         logger.exception("%s.on_disconnect raised", type(controller).__name__)

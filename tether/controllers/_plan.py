@@ -126,6 +126,7 @@ class ControllerPlan:
         "loop_alone",
         "max_concurrency",
         "max_message_size",
+        "meter",
         "origins",
         "permissions",
         "plain_connect",
@@ -167,6 +168,8 @@ class ControllerPlan:
         self.through_websocket = False
         # Whether any dependency lives per connection (else no connection scope is made).
         self.connection_scoped = False
+        # The class's `ControllerMeter` when it has `metrics` (set by the controller class).
+        self.meter: Any = None
         # Whether a client's connect resolves or binds anything before on_connect.
         self.binds = bool(
             receive

@@ -8,9 +8,11 @@ it in (the caller then opens one and calls the loop again).
 
 `WebSocketController.__init_subclass__` picks the loop for each class:
 `receive_fast` where the class has the common shape (one async
-`on_receive(data)` and no limits), else `receive_general`. Both must behave
-the same on every input they share; `tests/controllers/test_receive.py`
-runs the same scenarios through both.
+`on_receive(data)` and no limits), else `receive_general`; a class with
+`metrics` takes `receive_fast_metered` instead of `receive_fast`, so the
+fast path without metrics pays nothing for them. All must behave the same
+on every input they share; `tests/controllers/test_receive.py` runs the
+same scenarios through each.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ async def receive_general(
     receive = controller._receive
     plan = controller._plan
     admit = limiter(plan, websocket) if plan.checks_messages else None
+    # With metrics: counts what arrives (its send counts replies). Read through the
+    # plan: without metrics, `controller._stats` would be a lookup on the class.
+    stats = controller._stats if plan.meter is not None else None
+    arrived = None
+    if stats is not None:
+        stats.opened()  # accepted: now it counts as open
+        arrived = stats.received
     timeout = plan.idle_timeout
     slots = anyio.Semaphore(plan.max_concurrency) if plan.max_concurrency > 1 else None
     while not controller._wants_delivery:
@@ -63,6 +72,8 @@ async def receive_general(
             if message["type"] == "websocket.disconnect":
                 return client_closed(controller, message, ctx)
             continue
+        if arrived is not None:
+            next(arrived)
         if timeout is not None:
             idle.deadline = math.inf  # a slow handler is not idleness
         if admit is not None and not await admit(message):
@@ -127,6 +138,82 @@ async def receive_fast(
             except OSError:
                 client_gone(websocket)
     return None
+
+
+async def receive_fast_metered(
+    controller: WebSocketController, ctx: Context, idle: anyio.CancelScope | None
+) -> int | None:
+    """`receive_fast` for a class with `metrics`: the same loop, counting frames in and out.
+
+    The loop iterates over the connection's `ConnectionStats.turns`, so
+    counting what arrives costs one iterator step; a turn that brings no
+    data frame is marked `skipped`, and a frame that gets no reply steps
+    `unanswered` (see `tether.metrics.connection` for why not `+= 1`).
+    Replies go to the server's `send` directly, not through the counting
+    one. Keep it line for line with `receive_fast`.
+    """
+    websocket = ctx.websocket
+    receive = controller._receive
+    stats = controller._stats
+    send = stats.raw_send
+    unanswered = stats.unanswered
+    decode = controller._plan.receive.decode
+    text_only = decode is text_frame
+    on_receive = controller._on_receive
+    connected = CONNECTED
+    stats.opened()  # accepted: now it counts as open
+    stats.looping = 1
+    try:
+        for _ in stats.turns:
+            if controller._wants_delivery:
+                stats.skipped += 1
+                return None
+            try:
+                message = await receive()
+            except BaseException:
+                stats.skipped += 1
+                raise
+            kind = message["type"]
+            if kind != "websocket.receive":
+                stats.skipped += 1
+                if kind == "websocket.disconnect":
+                    return client_closed(controller, message, ctx)
+                continue
+            try:
+                data = message.get("text") if text_only else None
+                if data is None:
+                    data = decode(message)
+            except DecodeError as exc:
+                next(unanswered)
+                await controller.on_decode_error(websocket, exc)
+                if websocket.application_state is not connected:
+                    return await close_code(controller)
+                continue
+            try:
+                result = await on_receive(controller, data)
+            except BaseException:
+                next(unanswered)
+                raise
+            if websocket.application_state is not connected:
+                next(unanswered)
+                return await close_code(controller)
+            if result is not None:
+                try:
+                    await send(
+                        {"type": "websocket.send", "text": result}
+                        if type(result) is str
+                        else encode_frame(result)
+                    )
+                except BaseException as exc:
+                    next(unanswered)
+                    if isinstance(exc, OSError):
+                        client_gone(websocket)
+                    raise
+            else:
+                next(unanswered)
+        return None  # pragma: no cover - the turns never run out
+    finally:
+        stats.looping = 0
 
 
 async def _in_slot(

@@ -31,7 +31,7 @@ from tether.close_codes import (
 from tether.controllers._endings import DRAIN_SECONDS, client_gone, close_code, ending, failed
 from tether.controllers._passthrough import skip_passthrough
 from tether.controllers._plan import ControllerPlan, HookPlan, compile_controller
-from tether.controllers._receive import receive_fast, receive_general
+from tether.controllers._receive import receive_fast, receive_fast_metered, receive_general
 from tether.controllers._shield import teardown_shield
 from tether.controllers.codecs import DECODE_FAILURES, DecodeError, parse_json
 from tether.controllers.codecs import describe as describe_error
@@ -63,6 +63,8 @@ from tether.controllers.shutdown import sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.resolver import Context, ScopeState, overrides
 from tether.frames import encode_frame
+from tether.metrics.connection import ConnectionStats
+from tether.metrics.prometheus import TetherMetrics, meter_of
 
 logger = logging.getLogger("tether")
 
@@ -112,6 +114,8 @@ class WebSocketController:
         reply_errors: answer a request whose handler
             raised, whose event is unknown or whose data is invalid with an
             error reply and stay connected, instead of closing (1011, 1003, 1007).
+        metrics: a `tether.metrics.TetherMetrics`: Prometheus metrics (and
+            spans) for this class's connections; None (the default) records nothing.
     """
 
     encoding: ClassVar[str | None] = None
@@ -131,6 +135,7 @@ class WebSocketController:
     outbound_policy: ClassVar[Literal["drop_oldest", "close"]] = "drop_oldest"
     request_key: ClassVar[str | None] = "ref"
     reply_errors: ClassVar[bool] = False
+    metrics: ClassVar[TetherMetrics | None] = None
 
     _membership: Membership | None = None
     _presence_key: str | None = None
@@ -145,6 +150,7 @@ class WebSocketController:
     # Request ids whose handler runs (only with max_concurrency > 1: else one at a time).
     _in_flight: set[Any] | None = None
     _wants_delivery = False
+    _stats: ConnectionStats | None = None  # with `metrics`: this connection's counts
 
     _plan: ClassVar[ControllerPlan]
     # Chosen per class, in __init_subclass__: the receive loop, and the general
@@ -168,7 +174,15 @@ class WebSocketController:
         super().__init_subclass__(**kwargs)
         plan = cls._plan = compile_controller(cls, WebSocketController)
         fast = cls._fast_path and plan.plain_receive
-        cls._receive_messages = receive_fast if fast else receive_general
+        meter = plan.meter = meter_of(cls)
+        if fast and meter is not None:
+            # The metered fast path sends to the server itself; through a websocket_class
+            # that overrides send, the general loop keeps every frame going through it.
+            fast = not plan.through_websocket
+        if fast:
+            cls._receive_messages = receive_fast if meter is None else receive_fast_metered
+        else:
+            cls._receive_messages = receive_general
         cls._handle = cls._routed if plan.routes else cls._single
 
     def __await__(self) -> Generator[Any, None, None]:
@@ -259,6 +273,7 @@ class WebSocketController:
                 self._send,
                 maxsize=self.outbound_maxsize,
                 policy=self.outbound_policy,
+                stats=self._stats,
             )
             if self._tasks is not None:
                 self._tasks.start_soon(self._deliver, self._tasks)
@@ -321,8 +336,12 @@ class WebSocketController:
         if kind != "websocket":
             return await _upgrade_required(self._send)
         send = self._send = skip_passthrough(self._send)
-        websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         plan = self._plan
+        stats = None
+        if plan.meter is not None:  # every frame sent is counted (and the session traced)
+            stats = self._stats = plan.meter.connect(self.scope, send)
+            send = self._send = stats.send
+        websocket = self.websocket = self.websocket_class(self.scope, self._receive, send)
         if plan.through_websocket:
             self._receive, self._send = websocket.receive, websocket.send
         # An override may bring connection-scoped dependencies the class has none of.
@@ -360,7 +379,7 @@ class WebSocketController:
             self._error = exc
             raise
         finally:
-            rest = ending(self, ctx, code)
+            rest = ending(self, ctx, code, stats)
             if rest is not None:
                 with teardown_shield():
                     await rest
@@ -371,17 +390,20 @@ class WebSocketController:
         """Check the origin and negotiate the subprotocol; refuse (403) on failure."""
         plan = self._plan
         if plan.origins is not None and not plan.origins.allows(websocket.headers.get("origin")):
-            return await self._refuse(websocket, f"origin {websocket.headers.get('origin')!r}")
+            origin = websocket.headers.get("origin")
+            return await self._refuse(websocket, f"origin {origin!r}", "origin")
         if plan.subprotocols:
             offered = self.scope.get("subprotocols") or ()
             try:
                 websocket.subprotocol = negotiate_subprotocol(plan.subprotocols, offered)
             except LookupError as exc:
-                return await self._refuse(websocket, str(exc))
+                return await self._refuse(websocket, str(exc), "subprotocol")
         return True
 
-    async def _refuse(self, websocket: WebSocket, why: str) -> bool:
+    async def _refuse(self, websocket: WebSocket, why: str, reason: str) -> bool:
         logger.info("%s refused a connection: %s", type(self).__name__, why)
+        if self._stats is not None:
+            self._stats.refuse(reason)
         await close_quietly(websocket, POLICY_VIOLATION, "refused")
         return False
 
@@ -393,6 +415,8 @@ class WebSocketController:
             if permission.is_async or isawaitable(result):
                 result = await result
             if not result:
+                if self._stats is not None:
+                    self._stats.refuse("permission")
                 raise WebSocketException(POLICY_VIOLATION, f"permission denied: {permission.name}")
 
     async def _bind(self, ctx: Context) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.types import Send
 
@@ -10,6 +10,9 @@ from tether.brokers import Broker, OutboundQueue
 from tether.brokers.positions import NOT_KEPT, Position, Recovery
 from tether.brokers.presence import encode_entry
 from tether.controllers.websocket import WebSocket
+
+if TYPE_CHECKING:
+    from tether.metrics.connection import ConnectionStats
 
 MALFORMED = Recovery(False, None, reason="malformed")
 
@@ -22,7 +25,7 @@ class Membership:
     drains into the websocket; `close()` leaves every group.
     """
 
-    __slots__ = ("broker", "presence", "queue", "websocket")
+    __slots__ = ("broker", "presence", "queue", "stats", "websocket")
 
     def __init__(
         self,
@@ -32,11 +35,15 @@ class Membership:
         *,
         maxsize: int,
         policy: Literal["drop_oldest", "close"],
+        stats: ConnectionStats | None = None,
     ) -> None:
         self.broker = broker
         self.websocket = websocket
-        # The raw ASGI send: the queue checks the websocket's state itself.
+        # The raw ASGI send (counting, with metrics): the queue checks the state itself.
         self.queue = OutboundQueue(send, maxsize=maxsize, policy=policy, websocket=websocket)
+        self.stats = stats
+        if stats is not None:
+            stats.queue = self.queue  # its depth and drops are read at scrape time
         # Groups this connection is present in or watches: None until it does, so
         # a connection without presence leaves its groups as it did before presence.
         self.presence: set[str] | None = None
@@ -75,6 +82,12 @@ class Membership:
         existed. A malformed `since` (a client's bad input) is no error: the
         connection joins live and hears `recovered=False, reason="malformed"`.
         """
+        recovery = await self._join(group, since)
+        if self.stats is not None:
+            self.stats.joined(since, recovery)
+        return recovery
+
+    async def _join(self, group: str, since: Position | str | None) -> Recovery:
         broker = self.broker
         if since is None and broker.history_of(group) is None:
             await broker.subscribe(group, self.queue)
