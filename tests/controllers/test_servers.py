@@ -183,8 +183,11 @@ async def test_server_shutdown_closes_1001_and_tears_everything_down(
     finally:
         output = server.stop()
     lines = log.read_text().splitlines()
-    if name in SHUTDOWN_RACE and len(lines) == 3:  # the server stopped the session's task
-        assert lines == ["pool up", "session up", "pool down"], output
+    if name in SHUTDOWN_RACE and "session down" not in lines:
+        # The server stopped the session's task somewhere in its ending (before
+        # on_disconnect, or between it and teardown): app-scoped teardown still runs.
+        assert lines[:2] == ["pool up", "session up"], output
+        assert lines[-1] == "pool down", output
         return
     assert lines == [
         "pool up",
