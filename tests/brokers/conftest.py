@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -28,3 +29,9 @@ def persistent_redis_server() -> Iterator[RedisServer]:
     """A redis-server of the test's own that keeps its data when stopped and started again."""
     with RedisServer(persistent=True) as server:
         yield server
+
+
+@pytest.fixture
+def group() -> str:
+    """A group name no other test uses, so tests can share one server."""
+    return f"room-{uuid.uuid4().hex[:8]}"

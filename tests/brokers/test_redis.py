@@ -28,12 +28,6 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def group() -> str:
-    """A group name no other test uses, so tests can share one server."""
-    return f"room-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
 async def node_a(redis_server: RedisServer) -> AsyncIterator[RedisBroker]:
     async with RedisBroker(redis_server.url) as broker:
         yield broker

@@ -6,7 +6,6 @@ Two brokers on one server stand for two processes.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 
 import anyio
@@ -26,12 +25,6 @@ HISTORY = GroupHistory(size=2000, ttl=60)
 def anyio_backend() -> str:
     """redis.asyncio only runs on asyncio."""
     return "asyncio"
-
-
-@pytest.fixture
-def group() -> str:
-    """A group name no other test uses, so tests can share one server."""
-    return f"room-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
