@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
+import tether
 from tether import Provide, WebSocket, WebSocketController
-from tether.testing import AppClient, HandshakeRejected, connect
+from tether.testing import AppClient, HandshakeRejected, ServerClosed, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -156,6 +157,32 @@ async def test_a_bare_controller_answers_the_lifespan_and_tears_down_app_depende
                 assert await ws.receive_text() == f"pool:{text}"
         assert log == ["pool up"]  # created once, shared by both connections
     assert log == ["pool up", "pool down"]
+
+
+async def test_a_connection_open_when_the_lifespan_ends_closes_1001_before_app_teardown() -> None:
+    # Some servers (granian) end the lifespan before closing their connections.
+    log = []
+
+    def pool():
+        log.append("pool up")
+        yield "pool"
+        log.append("pool down")
+
+    class UsesPool(WebSocketController):
+        async def on_receive(self, data: str, db: str = Provide(pool, scope="app")) -> str:
+            return f"{db}:{data}"
+
+        async def on_disconnect(self, close_code: int) -> None:
+            log.append(f"on_disconnect {close_code}")
+
+    async with connect(UsesPool, "/") as ws:
+        async with tether.lifespan():
+            await ws.send_text("a")
+            assert await ws.receive_text() == "pool:a"
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_text()
+    assert (closed.value.code, closed.value.reason) == (1001, "server shutting down")
+    assert log == ["pool up", "on_disconnect 1001", "pool down"]
 
 
 async def test_an_http_request_to_a_bare_controller_gets_426(http_get: Any) -> None:

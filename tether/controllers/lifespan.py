@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from tether.controllers.shutdown import close_sessions_on_signal
+from tether.controllers.shutdown import close_sessions_on_signal, sessions
 from tether.di.resolver import app_scope
 
 logger = logging.getLogger("tether")
@@ -23,12 +23,17 @@ async def lifespan(app: Any = None) -> AsyncIterator[None]:
     or enter it from your own lifespan (`async with tether.lifespan(app): ...`).
     A bare controller served directly by an ASGI server runs it by itself.
     While it runs, a SIGTERM or SIGINT first closes open connections with
-    1001 (see `tether.controllers.shutdown`), then reaches the server.
+    1001 (see `tether.controllers.shutdown`), then reaches the server. When
+    it ends, connections still open are closed with 1001 and awaited (at most
+    `GRACE_SECONDS`) before app-scoped dependencies are torn down.
     """
     try:
         async with anyio.create_task_group() as tasks:
             await tasks.start(close_sessions_on_signal)
             yield
+            # Some servers (granian) end the lifespan before their connections:
+            # those still use what app scope holds, so they end first.
+            await sessions.close_all()
             tasks.cancel_scope.cancel()
     finally:
         await app_scope.aclose()
