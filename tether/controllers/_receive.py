@@ -115,9 +115,11 @@ async def receive_fast(
             if kind == "websocket.disconnect":
                 return client_closed(controller, message, ctx)
             continue
+        try:  # text frames to a str hook need no decoder call at all
+            data = message["text"] if text_only else None
+        except KeyError:  # a binary frame: the decoder refuses it
+            data = None
         try:
-            # Text frames to a str hook need no decoder call at all.
-            data = message.get("text") if text_only else None
             if data is None:
                 data = decode(message)
         except DecodeError as exc:
@@ -128,15 +130,13 @@ async def receive_fast(
         result = await on_receive(controller, data)
         if websocket.application_state is not connected:
             return await close_code(controller)
-        if result is not None:
-            try:
-                await send(
-                    {"type": "websocket.send", "text": result}
-                    if type(result) is str
-                    else encode_frame(result)
-                )
-            except OSError:
-                client_gone(websocket)
+        try:
+            if type(result) is str:
+                await send({"type": "websocket.send", "text": result})
+            elif result is not None:
+                await send(encode_frame(result))
+        except OSError:
+            client_gone(websocket)
     return None
 
 
@@ -180,7 +180,10 @@ async def receive_fast_metered(
                     return client_closed(controller, message, ctx)
                 continue
             try:
-                data = message.get("text") if text_only else None
+                data = message["text"] if text_only else None
+            except KeyError:
+                data = None
+            try:
                 if data is None:
                     data = decode(message)
             except DecodeError as exc:
