@@ -166,12 +166,14 @@ class MemoryBroker(Broker):
         self, group: str, config: GroupHistory, message: Any, exclude: Member | None
     ) -> None:
         # encode_data, inline: this runs once per publish to a group with history.
-        if isinstance(message, (bytes, bytearray, memoryview)):
+        if type(message) is not dict and isinstance(message, (bytes, bytearray, memoryview)):
             data: str | bytes = bytes(message)
-        else:
+        else:  # a dict, the common case, skips isinstance's three failing checks
             data = dumps(message)
         now = time.monotonic()
-        with self._history_lock:
+        lock = self._history_lock
+        lock.acquire()  # not `with`: its special-method lookups cost more than the fan-out to one
+        try:
             log = self._logs.get(group)
             # The common case without the call: a live log and no sweep due.
             if (
@@ -182,6 +184,8 @@ class MemoryBroker(Broker):
             ):
                 log = self._log(group, config, now)
             self._table.deliver(group, log.append(data, now), exclude)
+        finally:
+            lock.release()
 
     def _log(self, group: str, config: GroupHistory, now: float) -> GroupLog:
         """The group's live history, made afresh (a new epoch) when missing or expired."""
