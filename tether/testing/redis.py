@@ -24,7 +24,7 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["RedisClusterServers", "RedisServer", "find_redis_server"]
+__all__ = ["RedisClusterServers", "RedisServer", "find_redis_server", "redis_server_version"]
 
 HOST = "127.0.0.1"
 
