@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tether.testing.redis import RedisServer
+from tether.testing.redis import RedisClusterServers, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,24 @@ def persistent_redis_server() -> Iterator[RedisServer]:
 def group() -> str:
     """A group name no other test uses, so tests can share one server."""
     return f"room-{uuid.uuid4().hex[:8]}"
+
+
+def _cluster_or_skip() -> RedisClusterServers:
+    try:
+        return RedisClusterServers()
+    except FileNotFoundError as exc:  # no redis-server 7 on this machine
+        pytest.skip(f"Redis Cluster tests need redis-server >= 7 (sharded pub/sub): {exc}")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """One real 3-master Redis Cluster (redis-server 7+) on loopback for the whole session."""
+    with _cluster_or_skip() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def private_redis_cluster() -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of the test's own, for tests that stop and restart a node."""
+    with _cluster_or_skip() as cluster:
+        yield cluster

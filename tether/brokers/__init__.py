@@ -2,7 +2,8 @@
 
 `MemoryBroker` (the default) works within one process; `RedisBroker` spans
 processes and machines and needs the `redis` extra (`pip install tether[redis]`),
-imported only when `RedisBroker` is first used. `OutboundQueue` is the bounded
+imported only when `RedisBroker` is first used; `RedisClusterBroker` does the same
+on a Redis Cluster, over sharded pub/sub. `OutboundQueue` is the bounded
 per-connection buffer a member wraps around its ASGI `send`.
 
 With `history=GroupHistory(...)` a broker keeps each group's recent messages:
@@ -29,6 +30,7 @@ from tether.frames import encode_frame
 
 if TYPE_CHECKING:
     from tether.brokers.redis import RedisBroker
+    from tether.brokers.redis_cluster import RedisClusterBroker
 
 __all__ = [
     "Broker",
@@ -41,17 +43,18 @@ __all__ = [
     "Position",
     "Recovery",
     "RedisBroker",
+    "RedisClusterBroker",
     "encode_frame",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "RedisBroker":
+    if name in ("RedisBroker", "RedisClusterBroker"):
         try:
-            from tether.brokers.redis import RedisBroker
+            from tether.brokers import redis, redis_cluster
         except ImportError as exc:
             raise ImportError(
-                "RedisBroker needs the redis package: pip install 'tether[redis]'"
+                f"{name} needs the redis package: pip install 'tether[redis]'"
             ) from exc
-        return RedisBroker
+        return redis.RedisBroker if name == "RedisBroker" else redis_cluster.RedisClusterBroker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,6 +50,10 @@ redis.call('PUBLISH', ARGV[1], 'tether2 ' .. epoch .. ' ' .. top .. ' ' .. ARGV[
 return {epoch, top}
 """
 
+# The same on a Redis Cluster (`RedisClusterBroker`): the message goes out with
+# SPUBLISH, on the shard that owns the group's slot, which also holds both keys.
+SHARDED_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+
 # KEYS: meta hash, stream. ARGV: epoch if new, ttl ms, expected epoch ("" none),
 # after (-2: no entries, -1: the newest `count`, else the entries after it), count (0: all).
 # Entries after `after` are read only in the expected epoch; in another, from the start.
