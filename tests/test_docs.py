@@ -79,6 +79,15 @@ def test_every_example_is_tested_and_no_page_includes_a_file():
         assert "--8<--" not in page.read_text(), f"{page.name} includes a file"
 
 
+CONFLICT_MARKER = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+
+
+def test_no_page_holds_merge_conflict_markers():
+    # They render as text and a heading rule; asyncapi.md once shipped with a set.
+    for page in pages():
+        assert not CONFLICT_MARKER.search(page.read_text()), f"{page.name}: a merge conflict"
+
+
 def inline_programs() -> list[tuple[str, str]]:
     found = []
     for page in pages():
