@@ -29,13 +29,8 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
-NAMED_BLOCK = re.compile(
-    r"^[ \t]*<!--\s*example:\s*(?P<name>[\w-]+)\s*-->[ \t]*\n"
-    r"(?P<indent>[ \t]*)```(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
-    re.MULTILINE | re.DOTALL,
-)
-# A name on a line that is not directly followed by a fence: a typo the pattern above misses.
-NAME_LINE = re.compile(r"<!--\s*example:\s*([\w-]+)\s*-->")
+NAME = re.compile(r"^\s*<!--\s*example:\s*(?P<name>[\w-]+)\s*-->\s*$")
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,})(?P<info>[^`\n]*)$")
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,8 @@ class Example:
 
     @property
     def where(self) -> str:
-        """`docs/page.md:LINE`, for messages."""
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
+        """`page.md:LINE`, for messages."""
+        return f"{self.page.name}:{self.line}"
 
 
 def pages() -> list[Path]:
@@ -59,23 +54,46 @@ def pages() -> list[Path]:
 
 
 def find_examples() -> dict[str, Example]:
-    """Every named Python block of every page, by name; a name used twice is an error."""
+    """Every named Python block of every page, by name; a name used twice is an error.
+
+    Only names outside fenced blocks count, so a page may show the convention
+    itself inside a longer fence (as the architecture page does).
+    """
     found: dict[str, Example] = {}
     for page in pages():
-        text = page.read_text()
-        matches = list(NAMED_BLOCK.finditer(text))
-        named_lines = NAME_LINE.findall(text)
-        if len(named_lines) != len(matches):
-            raise ValueError(f"{page.name}: an `<!-- example: NAME -->` not right above a fence")
-        for match in matches:
-            name = match["name"]
-            if not match["info"].strip().startswith("python"):
-                raise ValueError(f"{page.name}: example {name!r} is not a python block")
-            if name in found:
-                raise ValueError(f"example {name!r} twice: {found[name].where} and {page.name}")
-            line = text.count("\n", 0, match.start("body")) + 1
-            found[name] = Example(name, page, line, textwrap.dedent(match["body"]))
+        for example in page_examples(page):
+            if example.name in found:
+                first = found[example.name].where
+                raise ValueError(f"example {example.name!r} twice: {first} and {example.where}")
+            found[example.name] = example
     return found
+
+
+def page_examples(page: Path) -> list[Example]:
+    """The named Python blocks of one page, in order."""
+    lines = page.read_text().splitlines(keepends=True)
+    examples: list[Example] = []
+    index = 0
+    while index < len(lines):
+        opening = FENCE.match(lines[index].rstrip("\n"))
+        named = NAME.match(lines[index])
+        if named is not None:
+            opening = FENCE.match(lines[index + 1].rstrip("\n")) if index + 1 < len(lines) else None
+            if opening is None or not opening["info"].strip().startswith("python"):
+                raise ValueError(f"{page.name}:{index + 1}: a name not right above a python fence")
+            index += 1
+        if opening is None:
+            index += 1
+            continue
+        closing = f"{opening['indent']}{opening['fence']}"
+        end = next((i for i in range(index + 1, len(lines)) if lines[i].rstrip() == closing), None)
+        if end is None:
+            raise ValueError(f"{page.name}:{index + 1}: a fence that is never closed")
+        if named is not None:
+            body = textwrap.dedent("".join(lines[index + 1 : end]))
+            examples.append(Example(named["name"], page, index + 2, body))
+        index = end + 1
+    return examples
 
 
 EXAMPLES = find_examples()

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from docs_examples import DOCS, EXAMPLES, ROOT, load, pages, write_examples
+from docs_examples import DOCS, EXAMPLES, ROOT, load, page_examples, pages, write_examples
 
 from tether import ConfigurationError, Provide, WebSocketController, override
 from tether.testing import AppClient, HandshakeRejected, ServerClosed, connect
@@ -31,6 +31,7 @@ FENCE = re.compile(
     r"^(?P<indent>[ \t]*)```(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```",
     re.MULTILINE | re.DOTALL,
 )
+INCLUDE = re.compile(r"^\s*-{2}8<-{2}\s", re.MULTILINE)  # pymdownx.snippets' include line
 # The worktree's tether (and the repository's packages) in programs run as subprocesses,
 # wherever the editable install points.
 SUBPROCESS_ENV = {
@@ -76,7 +77,23 @@ def test_every_example_is_tested_and_no_page_includes_a_file():
     assert TESTED - set(EXAMPLES) == set(), "tests of examples no page shows"
     for page in pages():
         # The snippets extension is gone: an include would show as its marker.
-        assert "--8<--" not in page.read_text(), f"{page.name} includes a file"
+        assert not INCLUDE.search(page.read_text()), f"{page.name} includes a file"
+
+
+def test_a_name_names_the_python_block_right_below_it_and_only_outside_fences(tmp_path: Path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        'Text.\n\n<!-- example: first -->\n```python title="first.py"\nx = 1\n```\n\n'
+        "````markdown\n<!-- example: shown -->\n```python\ny = 2\n```\n````\n\n"
+        "!!! note\n\n    <!-- example: nested -->\n    ```python\n    z = 3\n\n    w = 4\n    ```\n"
+    )
+    assert [(e.name, e.line, e.source) for e in page_examples(page)] == [
+        ("first", 5, "x = 1\n"),
+        ("nested", 19, "z = 3\n\nw = 4\n"),
+    ]
+    page.write_text("<!-- example: lost -->\n\n```python\nx = 1\n```\n")
+    with pytest.raises(ValueError, match=r"page\.md:1: a name not right above a python fence"):
+        page_examples(page)
 
 
 CONFLICT_MARKER = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
