@@ -178,8 +178,10 @@ class TetherMetrics:
             f"{ns}_broker_reconnects", "Times a broker got its connection back.", labels=["broker"]
         )
         by_kind: dict[str, list[int]] = {}
-        # (broker kind, group) -> [distinct keys, connections], summed over brokers of a kind
-        present: dict[tuple[str, str], list[int]] = {}
+        # Per (broker kind, group), summed over brokers of a kind: the labels cannot tell two
+        # MemoryBrokers apart, and one series per label set is all an exposition may hold.
+        group_sizes: dict[tuple[str, str], int] = {}
+        present: dict[tuple[str, str], list[int]] = {}  # [distinct keys, connections]
         for broker in brokers:
             kind = type(broker).__name__
             found = getattr(broker, "groups", None)
@@ -190,7 +192,7 @@ class TetherMetrics:
                 size = len(broker.members(group))
                 counts[1] += size
                 if self.group_sizes:
-                    sizes.add_metric([kind, group], size)
+                    group_sizes[kind, group] = group_sizes.get((kind, group), 0) + size
             count = getattr(broker, "reconnects", None)
             if count is not None:
                 counts[2] += count
@@ -208,6 +210,8 @@ class TetherMetrics:
                 reconnects.add_metric([kind], n_reconnects)
         yield from (groups, members, reconnects)
         if self.group_sizes:
+            for labels, size in group_sizes.items():
+                sizes.add_metric(labels, size)
             yield sizes
             yield from self._presence_families(present)
 
