@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from docs_examples import DOCS, EXAMPLES, ROOT, load, page_examples, pages, write_examples
+from esmerald_env import skip_without_esmerald
 
 from tether import ConfigurationError, Provide, WebSocketController, override
 from tether.testing import AppClient, HandshakeRejected, ServerClosed, connect
@@ -313,6 +314,17 @@ async def test_mounting_in_frameworks():
     async with connect(load("mount_lilya").app, "/ws/lobby") as ws:
         await ws.send_text("hi")
         assert await ws.receive_text() == "lobby: hi"
+
+
+@covers("mount_esmerald")
+@pytest.mark.anyio
+async def test_mounting_in_esmerald():
+    skip_without_esmerald()  # Esmerald cannot share this environment with Ravyn: see .ci/matrix
+    async with AppClient(load("mount_esmerald").app) as client:  # Esmerald's lifespan runs
+        for path in ("/ws/lobby", "/chat/ws/lobby"):
+            async with client.connect(path) as ws:
+                await ws.send_text("hi")
+                assert await ws.receive_text() == "lobby: hi"
 
 
 def test_configuration_error_names_class_hook_and_parameter():
