@@ -237,7 +237,7 @@ def run_load(
     raise_open_files_limit()
     results: dict[str, Any] = {
         "broadcasts": broadcasts, "interval": interval, "kill_one": kill_one,
-        "p95_limit_ms": find_p95_ms or P95_LIMIT_MS, "rows": {},
+        "p95_limit_ms": P95_LIMIT_MS if find_p95_ms is None else find_p95_ms, "rows": {},
     }  # fmt: skip
     with RedisServer() as redis_server:
         for count in workers:
