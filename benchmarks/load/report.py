@@ -10,8 +10,8 @@ MIB = 1 << 20
 def _runs(result: dict[str, Any]) -> list[str]:
     lines = [
         "| workers | clients | per worker | deliveries/s | p50 ms | p95 ms | p99 ms | received"
-        " | bytes/conn | killed | leak check |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
+        " | bytes/conn | killed | leak check | load avg |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for workers, row in result["rows"].items():
         for rung in row["rungs"]:
@@ -22,7 +22,8 @@ def _runs(result: dict[str, Any]) -> list[str]:
                 f"| {rung['p50_ms']:.1f} | {rung['p95_ms']:.1f} | {rung['p99_ms']:.1f} "
                 f"| {rung['received']:,}/{rung['expected']:,} "
                 f"| {rung['bytes_per_connection']:,.0f} | {rung['killed'] or '-'} "
-                f"| {'ok' if rung['leaks']['ok'] else 'FAILED'} |"
+                f"| {'ok' if rung['leaks']['ok'] else 'FAILED'} "
+                f"| {rung.get('load_average', 0.0):.1f} |"
             )
     return lines
 

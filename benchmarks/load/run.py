@@ -166,6 +166,8 @@ async def one_load(
         )
         / max(connected, 1),
         "subscriptions_after": after["numsub"],
+        # Other work on the machine moves every figure: the 1-minute load average says how much.
+        "load_average": os.getloadavg()[0],
         "leaks": compare(baseline, peak, after),
     }
 
@@ -177,7 +179,8 @@ def _summary(rung: dict[str, Any]) -> str:
         f"{rung['deliveries_per_second']:,.0f} deliveries/s, p50 {rung['p50_ms']:.1f} ms, "
         f"p95 {rung['p95_ms']:.1f} ms, p99 {rung['p99_ms']:.1f} ms, "
         f"{rung['received']:,}/{rung['expected']:,} received, "
-        f"leak check {'ok' if rung['leaks']['ok'] else 'FAILED'}"
+        f"leak check {'ok' if rung['leaks']['ok'] else 'FAILED'}, "
+        f"load average {rung['load_average']:.1f}"
     )
 
 
