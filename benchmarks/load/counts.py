@@ -7,10 +7,11 @@ worker writes its counts to `<pid>.json` in the directory named by
 and knows it is ready) and again on every SIGUSR1. The harness signals the
 pids it wants, waits (bounded) for their files, and reads them.
 
-A worker's counts: its asyncio tasks, resident memory (VmRSS), the broker's
-groups and members in this process, the live sessions, and the live
-controller instances; all taken after a `gc.collect()`, so garbage that only
-waits for the cycle collector is not mistaken for a leak.
+A worker's counts: its asyncio tasks, resident memory (VmRSS, after
+`malloc_trim`), the broker's groups and members in this process, the live
+sessions, the live controller instances and all objects the cycle collector
+tracks; all taken after a `gc.collect()`, so garbage that only waits for the
+cycle collector is not mistaken for a leak.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def worker_counts(broker: Any, controller: type) -> dict[str, Any]:
     """This process's counts, as the harness compares them (see the module docstring)."""
     gc.collect()
     groups = broker.groups()
+    tracked = gc.get_objects()
     held = rss_bytes()
     _trim_malloc()
     return {
@@ -65,7 +67,8 @@ def worker_counts(broker: Any, controller: type) -> dict[str, Any]:
         "groups": len(groups),
         "members": sum(len(broker.members(group)) for group in groups),
         "sessions": len(sessions.live),
-        "controllers": sum(1 for obj in gc.get_objects() if isinstance(obj, controller)),
+        "controllers": sum(1 for obj in tracked if isinstance(obj, controller)),
+        "objects": len(tracked),
     }
 
 

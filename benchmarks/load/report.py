@@ -50,11 +50,12 @@ def _leaks(rung: dict[str, Any]) -> list[str]:
         exact = ", ".join(
             f"{key} {counts[key][0]}→{counts[key][1]}→{counts[key][2]}"
             for key in counts
-            if key != "rss"
+            if key not in ("rss", "objects")
         )
-        rss = counts["rss"]
+        rss, objects = counts["rss"], counts["objects"]
         lines.append(
-            f"  - worker {pid}: {exact}; RSS {rss[0] / MIB:.1f}→{rss[1] / MIB:.1f}→"
+            f"  - worker {pid}: {exact}; objects {objects[0]:,}→{objects[1]:,}→{objects[2]:,}"
+            f" (not checked); RSS {rss[0] / MIB:.1f}→{rss[1] / MIB:.1f}→"
             f"{rss[2] / MIB:.1f} MiB (bound +{worker['rss_bound'] / MIB:.1f} MiB): "
             f"{'ok' if worker['ok'] else 'FAILED'}"
         )
