@@ -76,6 +76,7 @@ class HookPlan:
         "data_first",
         "data_name",
         "decode",
+        "direct",
         "func",
         "is_async",
         "name",
@@ -101,6 +102,8 @@ class HookPlan:
         self.data_first = bool(params) and params[0].name == "data"
         only_data = all(p.name == "data" and p.dependency is None for p in varying)
         self.per_call: tuple[Param, ...] | None = None if only_data else varying
+        # Whether a call is `func(self, data)` with nothing resolved around it.
+        self.direct = self.per_call is None and self.data_first
         # `solve` for these parameters, unrolled into straight-line code (None: nothing to solve).
         self.resolve_static = unroll(self.static, name) if self.static else None
         self.resolve_per_call = unroll(self.per_call, name) if self.per_call else None
@@ -120,6 +123,7 @@ class ControllerPlan:
         "connect",
         "connection_scoped",
         "disconnect",
+        "event_key",
         "frame",
         "guards_handshake",
         "idle_timeout",
@@ -132,6 +136,8 @@ class ControllerPlan:
         "plain_connect",
         "rate_limit",
         "receive",
+        "reply_errors",
+        "request_key",
         "routes",
         "subprotocols",
         "through_websocket",
@@ -157,6 +163,11 @@ class ControllerPlan:
         self.rate_limit: RateLimit | None = None
         self.idle_timeout: float | None = None
         self.max_concurrency = 1
+        # The class's message keys and request policy, read per message: from the
+        # plan, since a class attribute read through the instance is not specialized.
+        self.event_key = "type"
+        self.request_key: str | None = "ref"
+        self.reply_errors = False
         # Whether a handshake passes an origin check or subprotocol negotiation.
         self.guards_handshake = False
         # Whether each received message passes a size or rate check.
@@ -246,6 +257,8 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
         hook("on_connect", CONNECT_NAMES), receive, hook("on_disconnect", DISCONNECT_NAMES), routes
     )
     plan.frame = frame_reader(encoding)
+    plan.event_key, plan.request_key = cls.event_key, cls.request_key
+    plan.reply_errors = bool(cls.reply_errors)
     _compile_guards(cls, plan)
     hooks = [plan.connect, plan.receive, plan.disconnect, *plan.routes.values()]
     plan.connection_scoped = any(

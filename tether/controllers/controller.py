@@ -55,14 +55,12 @@ from tether.controllers.requests import (
     PendingCalls,
     RequestError,
     error_reply,
-    ok_reply,
-    valid_id,
 )
 from tether.controllers.routing import unroutable
 from tether.controllers.shutdown import sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.resolver import Context, ScopeState, overrides
-from tether.frames import encode_frame
+from tether.frames import dumps, encode_frame
 from tether.metrics.connection import ConnectionStats
 from tether.metrics.prometheus import TetherMetrics, meter_of
 
@@ -521,17 +519,21 @@ class WebSocketController:
             await self._reply(result)
 
     async def _routed(self, message: Message, ctx: Context) -> None:
+        plan = self._plan
         try:
-            parsed = parse_json(self._plan.frame(message))
+            parsed = parse_json(plan.frame(message))
             if type(parsed) is dict:
-                if self.request_key in parsed:  # a request: answered with the same id
+                if plan.request_key in parsed:  # a request: answered with the same id
                     return await self._request(parsed, ctx)
-                if "call" in parsed and "ok" in parsed and self.event_key not in parsed:
+                if "call" in parsed and "ok" in parsed and plan.event_key not in parsed:
                     return self._take_reply(parsed)  # a reply to `call`
             hook, bound, data = self._route(parsed)
         except DecodeError as exc:
             return await self.on_decode_error(self.websocket, exc)
-        result = await self._call(hook, bound, ctx, data)
+        if hook.direct:  # one coroutine less per message than through _call
+            result = await bound(self, data)
+        else:
+            result = await self._call(hook, bound, ctx, data)
         if result is not None:
             await self._reply(result)
 
@@ -548,7 +550,7 @@ class WebSocketController:
             return False
         if type(parsed) is not dict or "call" not in parsed or "ok" not in parsed:
             return False
-        if self.event_key in parsed:
+        if self._plan.event_key in parsed:
             return False
         self._take_reply(parsed)
         return True
@@ -560,7 +562,7 @@ class WebSocketController:
             logger.info("%s: a reply to no pending call (%r) dropped", type(self).__name__, call_id)
 
     def _route(self, parsed: Any) -> tuple[HookPlan, Callable[..., Any], Any]:
-        event = parsed.get(self.event_key) if type(parsed) is dict else None
+        event = parsed.get(self._plan.event_key) if type(parsed) is dict else None
         # Only a string names an event: a list or an object as the key is not hashable.
         route = self._routes.get(event) if type(event) is str else None
         if route is None:
@@ -575,14 +577,16 @@ class WebSocketController:
 
     async def _request(self, parsed: dict[str, Any], ctx: Context) -> None:
         """Answer a request (its handler sees the message without its id)."""
-        key = self.request_key
+        plan = self._plan
+        key = plan.request_key
         request_id = parsed.pop(key)
-        if not valid_id(request_id):
+        kind = type(request_id)
+        if kind is not int and kind is not str:  # `valid_id`, without a call per message
             return await self._reply(
                 error_reply(None, BAD_REQUEST, f"{key!r} must be an integer or a string", key)
             )
         in_flight = None
-        if self._plan.max_concurrency > 1:  # with concurrent handlers an id may still be in flight
+        if plan.max_concurrency > 1:  # with concurrent handlers an id may still be in flight
             in_flight = self._in_flight
             if in_flight is None:
                 in_flight = self._in_flight = set()
@@ -597,18 +601,21 @@ class WebSocketController:
             try:
                 hook, bound, data = self._route(parsed)
             except DecodeError as exc:
-                if not self.reply_errors:
+                if not plan.reply_errors:
                     return await self.on_decode_error(self.websocket, exc)
                 code = UNKNOWN_EVENT if exc.code == UNSUPPORTED_DATA else INVALID_DATA
                 return await self._reply(error_reply(request_id, code, exc.reason, key))
             try:
-                result = await self._call(hook, bound, ctx, data)
+                if hook.direct:
+                    result = await bound(self, data)
+                else:
+                    result = await self._call(hook, bound, ctx, data)
             except RequestError as exc:
                 reply = {key: request_id, "ok": False, "error": exc.as_error()}
             except WebSocketException:
                 raise
             except Exception as exc:
-                if not self.reply_errors:
+                if not plan.reply_errors:
                     raise
                 logger.error(
                     "%s: %s raised %s", type(self).__name__, hook.name, type(exc).__name__,
@@ -616,11 +623,17 @@ class WebSocketController:
                 )  # fmt: skip
                 reply = error_reply(request_id, HANDLER_RAISED, "internal error", key)
             else:
-                reply = ok_reply(request_id, result, key)
+                reply = {key: request_id, "ok": True, "data": result}  # `ok_reply`, inline
         finally:
             if in_flight is not None:
                 in_flight.discard(request_id)
-        await self._reply(reply)
+        # `_reply`, inline: a reply is always a dict, so it is always JSON text.
+        websocket = self.websocket
+        if websocket.application_state is CONNECTED:
+            try:
+                await self._send({"type": "websocket.send", "text": dumps(reply)})
+            except OSError:
+                client_gone(websocket)
 
     async def call(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
         """Send this client a request and return the data of its reply.
@@ -651,7 +664,9 @@ class WebSocketController:
             calls = self._calls = PendingCalls()
         call_id, waiter = calls.open(event)
         try:
-            await self._send(encode_frame({self.event_key: event, "call": call_id, "data": data}))
+            await self._send(
+                encode_frame({self._plan.event_key: event, "call": call_id, "data": data})
+            )
         except OSError:
             calls.waiting.pop(call_id, None)
             client_gone(self.websocket)
