@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tether.controllers.codecs import (
@@ -269,6 +269,27 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
     return plan
 
 
+def _check_calls(owner: str, calls: Any, plan: ControllerPlan) -> None:
+    """`calls` maps each event the server calls to its `(data, result)` types."""
+    if not isinstance(calls, Mapping):
+        raise ConfigurationError(
+            f"{owner}.calls must be a dict of event -> (data type, result type), "
+            f"e.g. {{'confirm': (Question, bool)}}; got {type(calls).__name__}"
+        )
+    for event, types in calls.items():
+        if not isinstance(event, str) or not event:
+            raise ConfigurationError(f"{owner}.calls: an event must be a non-empty string")
+        if not isinstance(types, tuple) or len(types) != 2:
+            raise ConfigurationError(
+                f"{owner}.calls[{event!r}] must be a (data type, result type) pair, got {types!r}"
+            )
+    if calls and (not plan.routes or plan.max_concurrency < 2):
+        raise ConfigurationError(
+            f"{owner}.calls: `call` needs @on routes and max_concurrency >= 2 "
+            "(the receive loop reads the reply while a handler awaits it)"
+        )
+
+
 def _refuse_unknown_hook(owner: str, attr: str, func: Any) -> None:
     """A misspelled hook would never be called: refuse it, naming the hook it likely meant."""
     if not callable(func):
@@ -319,6 +340,7 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
             f"{owner}.request_key must be a non-empty string other than event_key, or None; "
             f"got {key!r}"
         )
+    _check_calls(owner, cls.calls, plan)
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
     plan.loop_alone = plan.idle_timeout is None and plan.max_concurrency == 1

@@ -7,7 +7,7 @@ accept, the receive loop (`_receive`), then the endings (`_endings`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from contextlib import nullcontext
 from functools import partial
 from inspect import isawaitable
@@ -90,6 +90,8 @@ class WebSocketController:
         websocket_class: the `WebSocket` class to build (a subclass of tether's);
             if it overrides `receive` or `send`, every frame goes through them.
         sends: message types the server sends besides return values (for AsyncAPI).
+        calls: the calls the server makes with `call`, for AsyncAPI: each event
+            and the `(data, result)` types of its payload and of the client's reply.
         allowed_origins: origins a browser may connect from (exact,
             `https://*.example.org` or `"*"`); None (the default) checks nothing.
             A refused origin gets HTTP 403.
@@ -120,6 +122,7 @@ class WebSocketController:
     event_key: ClassVar[str] = "type"
     websocket_class: ClassVar[type[WebSocket]] = WebSocket
     sends: ClassVar[Sequence[Any]] = ()
+    calls: ClassVar[Mapping[str, tuple[Any, Any]]] = {}  # never mutated: rebound
     allowed_origins: ClassVar[Sequence[str] | None] = None
     require_origin: ClassVar[bool] = False
     permissions: ClassVar[Sequence[Callable[..., Any]]] = ()
@@ -647,7 +650,8 @@ class WebSocketController:
         connection ends first. The reply is read by the receive loop, so the
         class needs `@on` routes and `max_concurrency > 1` (as SignalR's
         client results need parallel invocations), and `call` works from a
-        handler, not from `on_connect`.
+        handler, not from `on_connect`. Declare the calls in `calls`
+        (`{"confirm": (Question, bool)}`) to have them in the AsyncAPI document.
         """
         if not self._plan.routes or self._plan.max_concurrency < 2:
             raise RuntimeError(
