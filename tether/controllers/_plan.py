@@ -15,6 +15,7 @@ from typing import Any
 
 from tether.controllers.codecs import (
     ENCODINGS,
+    UNTYPED,
     compile_converter,
     compile_decoder,
     frame_reader,
@@ -36,6 +37,7 @@ from tether.di.compiler import (
     compile_hook,
     type_hints,
 )
+from tether.di.conversion import unwrap_annotated
 from tether.di.resolver import PLAIN_TYPES, returns_awaitable
 
 CONNECT_NAMES = CONNECTION_NAMES
@@ -140,6 +142,7 @@ class ControllerPlan:
         "request_key",
         "routes",
         "subprotocols",
+        "text_frames",
         "through_websocket",
     )
 
@@ -156,6 +159,8 @@ class ControllerPlan:
         self.routes = routes
         # With @on routes every message is JSON, from the frames `encoding` allows.
         self.frame: Callable[[dict[str, Any]], Any] = frame_reader(None)
+        # Whether a text frame's text is the payload as it comes (every encoding but "bytes").
+        self.text_frames = True
         self.origins: OriginPolicy | None = None
         self.subprotocols: tuple[str, ...] = ()
         self.permissions: tuple[Permission, ...] = ()
@@ -251,12 +256,15 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
             routes[event] = plan
 
     receive = hook("on_receive", RECEIVE_NAMES)
-    for plan in (*routes.values(), *([receive] if receive else [])):
-        _compile_data(plan, encoding, routed=bool(routes))
+    for plan in routes.values():
+        _compile_data(plan, encoding, routed=True, event=True)
+    if receive is not None:
+        _compile_data(receive, encoding, routed=bool(routes))
     plan = ControllerPlan(
         hook("on_connect", CONNECT_NAMES), receive, hook("on_disconnect", DISCONNECT_NAMES), routes
     )
     plan.frame = frame_reader(encoding)
+    plan.text_frames = encoding != "bytes"
     plan.event_key, plan.request_key = cls.event_key, cls.request_key
     plan.reply_errors = bool(cls.reply_errors)
     _compile_guards(cls, plan)
@@ -363,15 +371,26 @@ def _has_connection_dependency(params: tuple[Param, ...]) -> bool:
     return False
 
 
-def _compile_data(plan: HookPlan, encoding: str | None, *, routed: bool) -> None:
+def _compile_data(
+    plan: HookPlan, encoding: str | None, *, routed: bool, event: bool = False
+) -> None:
     annotation = _data_annotation(plan)
     try:
-        if routed:
+        if event and _takes_the_object(annotation):
+            # An event's message is always a JSON object (its event key found it): a
+            # handler taking any object or a `dict` gets it without a call (`convert` None).
+            plan.convert = None
+        elif routed:
             plan.convert = compile_converter(annotation)
         else:
             plan.decode = compile_decoder(encoding, annotation)
     except TypeError as exc:
         raise ConfigurationError(f"{plan.name}, parameter 'data': {exc}") from exc
+
+
+def _takes_the_object(annotation: Any) -> bool:
+    base = unwrap_annotated(annotation)[0]
+    return base in UNTYPED or base is dict
 
 
 def _data_annotation(plan: HookPlan) -> Any:

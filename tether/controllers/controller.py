@@ -60,7 +60,7 @@ from tether.controllers.routing import unroutable
 from tether.controllers.shutdown import sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.resolver import Context, ScopeState, overrides
-from tether.frames import dumps, encode_frame
+from tether.frames import dumps, encode_frame, loads
 from tether.metrics.connection import ConnectionStats
 from tether.metrics.prometheus import TetherMetrics, meter_of
 
@@ -524,7 +524,14 @@ class WebSocketController:
     async def _routed(self, message: Message, ctx: Context) -> None:
         plan = self._plan
         try:
-            parsed = parse_json(plan.frame(message))
+            # `parse_json(plan.frame(message))`, without the two calls for a text frame.
+            raw = message.get("text") if plan.text_frames else None
+            if raw is None:
+                raw = plan.frame(message)
+            try:
+                parsed = loads(raw)
+            except DECODE_FAILURES as exc:
+                raise DecodeError(INVALID_PAYLOAD, describe_error(exc)) from exc
             if type(parsed) is dict:
                 if plan.request_key in parsed:  # a request: answered with the same id
                     return await self._request(parsed, ctx)
@@ -565,16 +572,20 @@ class WebSocketController:
             logger.info("%s: a reply to no pending call (%r) dropped", type(self).__name__, call_id)
 
     def _route(self, parsed: Any) -> tuple[HookPlan, Callable[..., Any], Any]:
-        event = parsed.get(self._plan.event_key) if type(parsed) is dict else None
+        plan = self._plan
+        event = parsed.get(plan.event_key) if type(parsed) is dict else None
         # Only a string names an event: a list or an object as the key is not hashable.
         route = self._routes.get(event) if type(event) is str else None
         if route is None:
-            if self._plan.receive is None:
-                raise DecodeError(UNSUPPORTED_DATA, unroutable(parsed, self.event_key))
-            route = (self._plan.receive, self._on_receive)
+            if plan.receive is None:
+                raise DecodeError(UNSUPPORTED_DATA, unroutable(parsed, plan.event_key))
+            route = (plan.receive, self._on_receive)
         hook, bound = route
+        convert = hook.convert
+        if convert is None:  # the handler takes the object as parsed
+            return hook, bound, parsed
         try:
-            return hook, bound, hook.convert(parsed)
+            return hook, bound, convert(parsed)
         except DECODE_FAILURES as exc:
             raise DecodeError(INVALID_PAYLOAD, describe_error(exc)) from exc
 
