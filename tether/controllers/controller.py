@@ -544,8 +544,17 @@ class WebSocketController:
             result = await bound(self, data)
         else:
             result = await self._call(hook, bound, ctx, data)
-        if result is not None:
-            await self._reply(result)
+        if result is not None:  # `_reply`, inline: a coroutine and a call less per reply
+            websocket = self.websocket
+            if websocket.application_state is CONNECTED:
+                try:
+                    await self._send(
+                        {"type": "websocket.send", "text": result}
+                        if type(result) is str
+                        else encode_frame(result)
+                    )
+                except OSError:
+                    client_gone(websocket)
 
     def _took_reply(self, message: Message) -> bool:
         """Take a reply to a pending call outside the handler slots; False for other messages.
