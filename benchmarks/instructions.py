@@ -9,11 +9,16 @@ difference of the sizes: startup, imports and warm-up cancel out.
     python -m benchmarks.instructions tether_direct text          # per message
     python -m benchmarks.instructions tether graph --sizes 1,1001  # per connection
     python -m benchmarks.instructions general text                # the general loop
+    python -m benchmarks.instructions fast request                # a request (@on, "ref")
 
 `APP` is a name of `benchmarks.apps`, or `fast` / `general`: the workload's
 tether controller served directly, on the fast path or (a subclass with
 `_fast_path = False`) through the general receive loop; `metered` /
-`metered_general` are the same with `metrics = TetherMetrics(...)` set. Each run first
+`metered_general` are the same with `metrics = TetherMetrics(...)` set. The
+`event` and `request` workloads (`benchmarks.workloads.REQUEST_WORKLOADS`) are
+tether's alone: the `@on` controller of `benchmarks.apps.tether_requests`
+answering an event bare, or as a request; `concurrent` serves it with
+`max_concurrency = 8`. Each run first
 opens a dozen warm-up connections, so CPython 3.11 has specialized the
 code before the counted part. Needs `valgrind` on PATH.
 """
@@ -34,10 +39,11 @@ from typing import Any
 
 from benchmarks.apps import APPS_BY_NAME
 from benchmarks.inprocess import time_connections, time_messages
-from benchmarks.workloads import WORKLOADS, Workload
+from benchmarks.workloads import REQUEST_WORKLOADS, WORKLOADS, Workload
 
 WARM_UP_CONNECTIONS = 12
-LOOPS = ("fast", "general", "metered", "metered_general")
+LOOPS = ("fast", "general", "metered", "metered_general", "concurrent")
+ALL_WORKLOADS = {**WORKLOADS, **REQUEST_WORKLOADS}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -47,7 +53,10 @@ def load(app_name: str, workload: Workload) -> Any:
     if app_name not in LOOPS:
         return importlib.import_module(APPS_BY_NAME[app_name].module).app
     from benchmarks.apps import tether_controllers as controllers
+    from benchmarks.apps import tether_requests as requests
 
+    if workload.name in REQUEST_WORKLOADS:
+        return requests.Concurrent if app_name == "concurrent" else requests.Routed
     base = {"text": controllers.TextEcho, "json": controllers.JsonEcho}.get(
         workload.name, controllers.TypedEcho
     )
@@ -109,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     """Print the instructions per unit of one app and workload."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions")
     parser.add_argument("app", help="a benchmark app, or one of " + " / ".join(LOOPS))
-    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("workload", choices=sorted(ALL_WORKLOADS))
     parser.add_argument("--sizes", default=None, help="small,large (10,5010 or 1,1001)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    workload = WORKLOADS[args.workload]
+    workload = ALL_WORKLOADS[args.workload]
     if args.child:
         try:  # the loop the other benchmarks run on, where installed
             import uvloop

@@ -82,6 +82,24 @@ CONNECTION_WORKLOADS = (
 )
 WORKLOADS = {w.name: w for w in MESSAGE_WORKLOADS + CONNECTION_WORKLOADS}
 
+# Request/response, tether's alone (`benchmarks.requests`, and counted by
+# `benchmarks.instructions`): an `@on` event answered bare, and the same event
+# sent as a request, answered in the reply envelope.
+EVENT_MESSAGE = json.dumps({"type": "echo", "text": TEXT_MESSAGE}, separators=(",", ":"))
+REQUEST_MESSAGE = json.dumps(
+    {"type": "echo", "ref": 1, "text": TEXT_MESSAGE}, separators=(",", ":")
+)
+REQUEST_WORKLOADS = {
+    w.name: w
+    for w in (
+        Workload("event", "routed event", "/routed", message=EVENT_MESSAGE,
+                 expected_reply=TEXT_MESSAGE),
+        Workload("request", "request", "/requests", message=REQUEST_MESSAGE,
+                 expected_reply={"ref": 1, "ok": True, "data": TEXT_MESSAGE},
+                 reply_is_json=True),
+    )
+}  # fmt: skip
+
 
 @dataclasses.dataclass
 class ChatMessage:

@@ -22,7 +22,15 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, WebSocketRoute
 from starlette.testclient import TestClient
 
-from tether import Header, Provide, Query, WebSocket, WebSocketController, on
+from tether import (
+    ConfigurationError,
+    Header,
+    Provide,
+    Query,
+    WebSocket,
+    WebSocketController,
+    on,
+)
 from tether.asyncapi import asyncapi_routes, generate, render_page
 
 PARSER_DIR = Path(__file__).parent / "asyncapi"
@@ -294,6 +302,28 @@ def echo_document() -> dict[str, Any]:
     return generate(echo_app(), title="Echo", version="1", servers=SERVERS)
 
 
+@dataclasses.dataclass
+class Question:
+    """What the server asks a client to confirm."""
+
+    item: str
+
+
+class Shop(WebSocketController):
+    """Sells things; asks the buyer to confirm first."""
+
+    max_concurrency = 2
+    calls = {"confirm": (Question, bool), "ping": (None, Any)}
+
+    @on("buy")
+    async def buy(self, data: dict[str, Any]) -> str:
+        return "bought" if await self.call("confirm", Question(data["item"])) else "kept"
+
+
+def shop_document() -> dict[str, Any]:
+    return generate([("/shop", Shop)], title="Shop", version="1")
+
+
 def mixed_document() -> dict[str, Any]:
     routes = [
         ("/push", Pusher),
@@ -315,6 +345,7 @@ DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     **{f"room-{name}": (lambda name=name: room_document(name)) for name in APPS},
     "echo": echo_document,
     "mixed": mixed_document,
+    "shop": shop_document,
 }
 
 
@@ -462,6 +493,52 @@ def test_requests_are_a_receive_operation_with_reply_and_error_reply() -> None:
     ok, failed = (reply["payload"] for reply in replies)
     assert ok["properties"]["ok"] == {"const": True} and ok["required"] == ["ref", "ok", "data"]
     assert failed["properties"]["error"]["required"] == ["code", "message"]
+
+
+def test_server_calls_are_send_operations_with_the_clients_replies() -> None:
+    document = shop_document()
+    operations = document["operations"]
+    confirm = operations["Shop.call.confirm"]
+    assert confirm["action"] == "send"
+    (asked,) = (resolve(document, resolve(document, m)["$ref"]) for m in confirm["messages"])
+    assert asked["payload"]["required"] == ["type", "call", "data"]
+    assert asked["payload"]["properties"]["type"] == {"type": "string", "const": "confirm"}
+    assert asked["payload"]["properties"]["data"] == {"$ref": "#/components/schemas/Question"}
+    replies = [
+        resolve(document, resolve(document, m)["$ref"]) for m in confirm["reply"]["messages"]
+    ]
+    answered, failed = (reply["payload"] for reply in replies)
+    assert answered["properties"]["data"] == {"type": "boolean"}
+    assert answered["properties"]["ok"] == {"const": True}
+    assert "type" not in answered["properties"]  # a reply carries no event key
+    assert failed["required"] == ["call", "ok", "error"]
+    ping = operations["Shop.call.ping"]
+    (asked,) = (resolve(document, resolve(document, m)["$ref"]) for m in ping["messages"])
+    assert asked["payload"]["properties"]["data"] == {"type": "null"}
+    (answered, _) = (
+        resolve(document, resolve(document, m)["$ref"]) for m in ping["reply"]["messages"]
+    )
+    assert answered["payload"]["properties"]["data"] == {}  # any JSON
+    # The calls are the server's own: not among what the client sends.
+    receives = [op for op in operations.values() if op["action"] == "receive"]
+    assert not any("call." in m["$ref"] for op in receives for m in op["messages"])
+
+
+def test_calls_are_checked_when_the_class_is_defined() -> None:
+    with pytest.raises(ConfigurationError, match=r"Lone\.calls: `call` needs @on routes"):
+
+        class Lone(WebSocketController):
+            calls = {"confirm": (Question, bool)}
+
+    with pytest.raises(ConfigurationError, match=r"Pairless\.calls\['confirm'\] must be a"):
+
+        class Pairless(Shop):
+            calls = {"confirm": Question}
+
+    with pytest.raises(ConfigurationError, match=r"Listed\.calls must be a dict"):
+
+        class Listed(Shop):
+            calls = ["confirm"]  # type: ignore[assignment]
 
 
 def test_routed_fallback_takes_any_other_object() -> None:

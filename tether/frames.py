@@ -77,9 +77,10 @@ else:  # pragma: no cover
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
 
 
-def loads(raw: str | bytes) -> Any:
-    """Parse JSON text or UTF-8 bytes; raises `ValueError` when malformed."""
-    return _loads(raw)
+# Parse JSON text or UTF-8 bytes; raises `ValueError` when malformed (msgspec's
+# DecodeError and json's JSONDecodeError both are). The parser itself, not a
+# function around it: routed messages are parsed here, one Python call less each.
+loads = _loads
 
 
 def encode_frame(value: Any) -> dict[str, Any]:

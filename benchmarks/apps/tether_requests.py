@@ -3,7 +3,8 @@
 `/echo` is the plain text echo (the fast path); `/routed` answers the event
 `{"type": "echo", "text": ...}` with its text, bare; `/requests` answers the
 same event sent as a request (`"ref"`) with `{"ref": ..., "ok": true,
-"data": text}`, with handlers run concurrently (`max_concurrency = 8`).
+"data": text}`; `/concurrent` does so with handlers run concurrently
+(`max_concurrency = 8`).
 """
 
 from __future__ import annotations

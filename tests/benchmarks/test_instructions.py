@@ -37,7 +37,16 @@ def test_fast_and_general_are_the_same_controller_on_either_loop() -> None:
     assert issubclass(general, fast)
 
 
-@pytest.mark.parametrize(("app", "workload"), [("general", "typed"), ("tether_direct", "graph")])
+@pytest.mark.parametrize(
+    ("app", "workload"),
+    [
+        ("general", "typed"),
+        ("tether_direct", "graph"),
+        ("fast", "event"),
+        ("fast", "request"),
+        ("concurrent", "request"),
+    ],
+)
 def test_one_counted_run_serves_its_workload(app: str, workload: str) -> None:
     # What callgrind runs: it fails (non-zero) if a reply or a teardown is wrong.
     done = run("--child", app, workload, "--sizes", "20")

@@ -57,6 +57,8 @@ class Room(WebSocketController):
     encoding = "json"
     event_key = "kind"
     sends = [Notice]
+    calls = {"confirm": (Say, bool)}
+    max_concurrency = 2
     permissions = [is_member]
 
     async def on_connect(
@@ -89,6 +91,7 @@ def test_the_class_and_its_settings() -> None:
     assert isinstance(info, ControllerInfo)
     assert info.controller is Room
     assert (info.encoding, info.event_key, info.sends) == ("json", "kind", (Notice,))
+    assert dict(info.calls) == {"confirm": (Say, bool)}
 
 
 def test_each_parameter_says_where_its_value_comes_from() -> None:
@@ -184,6 +187,7 @@ def test_a_class_without_hooks_has_none() -> None:
     info = describe_controller(Silent)
     assert (info.on_connect, info.on_receive, info.on_disconnect) == (None, None, None)
     assert (info.hooks, info.permissions, dict(info.events), info.sends) == ((), (), {}, ())
+    assert dict(info.calls) == {}
 
 
 def test_the_description_is_read_only() -> None:

@@ -6,6 +6,7 @@ import dataclasses
 
 import anyio
 import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether import (
     CallError,
@@ -253,27 +254,75 @@ class Waiting(WebSocketController):
             raise
 
 
-async def test_a_call_pending_when_the_app_closes_fails_with_connection_error(
-    anyio_backend: str, request: pytest.FixtureRequest
-) -> None:
-    if anyio_backend == "trio":
-        # Seen about one run in three under trio (never under asyncio): the close from
-        # the `bye` handler does not reach the client within the receive's timeout.
-        # A known race, recorded on issue 21; not yet understood.
-        request.applymarker(pytest.mark.xfail(strict=False, reason="known race under trio"))
-    Waiting.outcome = []
+class Closer(Waiting):
+    @on("bye")
+    async def bye(self, data: dict) -> None:
+        await self.websocket.close(4000, "bye")
 
-    class Closer(Waiting):
-        @on("bye")
-        async def bye(self, data: dict) -> None:
-            await self.websocket.close(1000)
 
+async def test_a_call_pending_when_the_app_closes_fails_with_connection_error() -> None:
+    Closer.outcome = []
     async with connect(Closer, "/") as ws:
         await ws.send_json({"type": "ask"})
         await ws.receive_json()
         await ws.send_json({"type": "bye"})
-        with pytest.raises(ServerClosed):
+        with pytest.raises(ServerClosed) as closed:
             await ws.receive_json()
+        assert (closed.value.code, closed.value.reason) == (4000, "bye")
+    assert Closer.outcome == ["call 'confirm': the connection closed"]
+
+
+def slow_close(app: ASGIApp) -> ASGIApp:
+    """A server whose send of the close frame takes a while (a closing handshake).
+
+    Its receive reports the disconnect as soon as the close is under way, as
+    uvicorn's does once the client's close frame is in: the receive loop ends,
+    the pending call fails, and the handler that closes is still sending.
+    """
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        closing = anyio.Event()
+
+        async def receive_or_closing() -> Message:
+            async with anyio.create_task_group() as tasks:
+                message: Message = {"type": "websocket.disconnect", "code": 1000}
+
+                async def read() -> None:
+                    nonlocal message
+                    message = await receive()
+                    tasks.cancel_scope.cancel()
+
+                async def closed() -> None:
+                    await closing.wait()
+                    tasks.cancel_scope.cancel()
+
+                tasks.start_soon(read)
+                tasks.start_soon(closed)
+            return message
+
+        async def send_slowly(message: Message) -> None:
+            if message["type"] == "websocket.close":
+                closing.set()
+                await anyio.sleep(0.05)  # the handshake's round trip: others run meanwhile
+            await send(message)
+
+        await app(scope, receive_or_closing, send_slowly)
+
+    return serve
+
+
+async def test_a_close_under_way_reaches_the_client_though_a_pending_call_fails() -> None:
+    # The handler awaiting `call` fails (ConnectionError) while `bye` is still sending
+    # its close; the task group's cancellation must not stop the close frame (the
+    # server would then close with its own 1000 once the app returned).
+    Closer.outcome = []
+    async with connect(slow_close(Closer), "/", timeout=2) as ws:
+        await ws.send_json({"type": "ask"})
+        await ws.receive_json()
+        await ws.send_json({"type": "bye"})
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_json()
+        assert (closed.value.code, closed.value.reason) == (4000, "bye")
     assert Closer.outcome == ["call 'confirm': the connection closed"]
 
 

@@ -6,6 +6,8 @@ and *sends* what they return plus the types listed in `sends`. A handler
 that returns something also gets a `reply` on its receive operation. A
 controller with `@on` routes also gets a `request` operation (an event with
 its `request_key`) whose reply is the `reply` or `errorReply` envelope.
+Each call the server makes (`calls`: `self.call(event, ...)`) is a `send`
+operation whose reply is the client's `call.<event>.reply` or `callErrorReply`.
 """
 
 from __future__ import annotations
@@ -140,6 +142,8 @@ class _Channel:
         key = getattr(self.cls, "request_key", None)
         if info.events and key is not None:
             self._requests(key)
+        for event in sorted(info.calls):
+            self._server_call(event, *info.calls[event])
         if self.sent:
             self._operation(
                 "send",
@@ -202,15 +206,7 @@ class _Channel:
                 "properties": {
                     key: {"type": ["integer", "string", "null"]},
                     "ok": {"const": False},
-                    "error": {
-                        "type": "object",
-                        "properties": {
-                            "code": {"type": "string"},
-                            "message": {"type": "string"},
-                            "data": {},
-                        },
-                        "required": ["code", "message"],
-                    },
+                    "error": _error_schema(),
                 },
                 "required": [key, "ok", "error"],
             },
@@ -233,6 +229,79 @@ class _Channel:
         )
         self._sending(answered)
         self._sending(failed)
+
+    def _server_call(self, event: str, data: Any, result: Any) -> None:
+        """A call the server makes (`self.call`): its frame, and the client's replies to it."""
+        event_key = self.info.event_key
+        where = f"{self.cls.__name__}.calls[{event!r}]"
+        call_id = {"type": "integer", "minimum": 1, "description": "Counts up per connection."}
+        asked = self._message(
+            f"call.{event}",
+            f"call.{event}",
+            {
+                "type": "object",
+                "properties": {
+                    event_key: {"type": "string", "const": event},
+                    "call": call_id,
+                    "data": self._call_schema(data, f"{where}, data"),
+                },
+                "required": [event_key, "call", "data"],
+            },
+            JSON,
+            summary=f"The server calls `{event}`: answer once, with the same `call`.",
+        )
+        answered = self._message(
+            f"call.{event}.reply",
+            f"call.{event}.reply",
+            {
+                "type": "object",
+                "properties": {
+                    "call": call_id,
+                    "ok": {"const": True},
+                    "data": self._call_schema(result, f"{where}, result"),
+                },
+                "required": ["call", "ok", "data"],
+            },
+            JSON,
+            summary=f"The client's answer to `{event}`, without `{event_key}`.",
+        )
+        failed = self._message(
+            "callErrorReply",
+            "callErrorReply",
+            {
+                "type": "object",
+                "properties": {
+                    "call": call_id,
+                    "ok": {"const": False},
+                    "error": _error_schema(),
+                },
+                "required": ["call", "ok", "error"],
+            },
+            JSON,
+            summary="The client could not answer a call: unknown_event, internal_error, "
+            "or a code of its own.",
+        )
+        operation: dict[str, Any] = {
+            "action": "send",
+            "channel": self._channel_ref(),
+            "title": f"call {event}",
+            "summary": f"`self.call({event!r}, ...)`: the client's reply is what it returns.",
+            "messages": [self._message_ref(asked)],
+            "reply": {
+                "channel": self._channel_ref(),
+                "messages": [self._message_ref(answered), self._message_ref(failed)],
+            },
+        }
+        self._operation(f"call.{event}", operation)
+
+    def _call_schema(self, annotation: Any, where: str) -> dict[str, Any]:
+        """A call's data or result: any JSON when untyped, `null` for None."""
+        base = unwrap_annotated(annotation)[0]
+        if base in UNTYPED:
+            return {}
+        if base is None or base is type(None):
+            return {"type": "null"}
+        return self._schema(annotation, where)
 
     def _operation(self, name: str, operation: dict[str, Any]) -> None:
         _claim(self.builder.operations, [component_name(f"{self.id}.{name}")], operation)
@@ -378,6 +447,15 @@ def _bindings(handshake: Handshake) -> dict[str, Any] | None:
         return None
     binding["bindingVersion"] = WS_BINDING_VERSION
     return {"ws": binding}
+
+
+def _error_schema() -> dict[str, Any]:
+    """The `error` object of a failed reply, both ways (docs/protocol.md)."""
+    return {
+        "type": "object",
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "data": {}},
+        "required": ["code", "message"],
+    }
 
 
 def _data_annotation(hook: HookInfo) -> Any:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tether.controllers.codecs import (
     ENCODINGS,
+    UNTYPED,
     compile_converter,
     compile_decoder,
     frame_reader,
@@ -36,6 +37,7 @@ from tether.di.compiler import (
     compile_hook,
     type_hints,
 )
+from tether.di.conversion import unwrap_annotated
 from tether.di.resolver import PLAIN_TYPES, returns_awaitable
 
 CONNECT_NAMES = CONNECTION_NAMES
@@ -76,6 +78,7 @@ class HookPlan:
         "data_first",
         "data_name",
         "decode",
+        "direct",
         "func",
         "is_async",
         "name",
@@ -101,6 +104,8 @@ class HookPlan:
         self.data_first = bool(params) and params[0].name == "data"
         only_data = all(p.name == "data" and p.dependency is None for p in varying)
         self.per_call: tuple[Param, ...] | None = None if only_data else varying
+        # Whether a call is `func(self, data)` with nothing resolved around it.
+        self.direct = self.per_call is None and self.data_first
         # `solve` for these parameters, unrolled into straight-line code (None: nothing to solve).
         self.resolve_static = unroll(self.static, name) if self.static else None
         self.resolve_per_call = unroll(self.per_call, name) if self.per_call else None
@@ -120,6 +125,7 @@ class ControllerPlan:
         "connect",
         "connection_scoped",
         "disconnect",
+        "event_key",
         "frame",
         "guards_handshake",
         "idle_timeout",
@@ -132,8 +138,11 @@ class ControllerPlan:
         "plain_connect",
         "rate_limit",
         "receive",
+        "reply_errors",
+        "request_key",
         "routes",
         "subprotocols",
+        "text_frames",
         "through_websocket",
     )
 
@@ -150,6 +159,8 @@ class ControllerPlan:
         self.routes = routes
         # With @on routes every message is JSON, from the frames `encoding` allows.
         self.frame: Callable[[dict[str, Any]], Any] = frame_reader(None)
+        # Whether a text frame's text is the payload as it comes (every encoding but "bytes").
+        self.text_frames = True
         self.origins: OriginPolicy | None = None
         self.subprotocols: tuple[str, ...] = ()
         self.permissions: tuple[Permission, ...] = ()
@@ -157,6 +168,11 @@ class ControllerPlan:
         self.rate_limit: RateLimit | None = None
         self.idle_timeout: float | None = None
         self.max_concurrency = 1
+        # The class's message keys and request policy, read per message: from the
+        # plan, since a class attribute read through the instance is not specialized.
+        self.event_key = "type"
+        self.request_key: str | None = "ref"
+        self.reply_errors = False
         # Whether a handshake passes an origin check or subprotocol negotiation.
         self.guards_handshake = False
         # Whether each received message passes a size or rate check.
@@ -240,12 +256,17 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
             routes[event] = plan
 
     receive = hook("on_receive", RECEIVE_NAMES)
-    for plan in (*routes.values(), *([receive] if receive else [])):
-        _compile_data(plan, encoding, routed=bool(routes))
+    for plan in routes.values():
+        _compile_data(plan, encoding, routed=True, event=True)
+    if receive is not None:
+        _compile_data(receive, encoding, routed=bool(routes))
     plan = ControllerPlan(
         hook("on_connect", CONNECT_NAMES), receive, hook("on_disconnect", DISCONNECT_NAMES), routes
     )
     plan.frame = frame_reader(encoding)
+    plan.text_frames = encoding != "bytes"
+    plan.event_key, plan.request_key = cls.event_key, cls.request_key
+    plan.reply_errors = bool(cls.reply_errors)
     _compile_guards(cls, plan)
     hooks = [plan.connect, plan.receive, plan.disconnect, *plan.routes.values()]
     plan.connection_scoped = any(
@@ -254,6 +275,27 @@ def compile_controller(cls: type, base: type) -> ControllerPlan:
         if hook is not None
     ) or any(_has_connection_dependency(p.plan.params) for p in plan.permissions)
     return plan
+
+
+def _check_calls(owner: str, calls: Any, plan: ControllerPlan) -> None:
+    """`calls` maps each event the server calls to its `(data, result)` types."""
+    if not isinstance(calls, Mapping):
+        raise ConfigurationError(
+            f"{owner}.calls must be a dict of event -> (data type, result type), "
+            f"e.g. {{'confirm': (Question, bool)}}; got {type(calls).__name__}"
+        )
+    for event, types in calls.items():
+        if not isinstance(event, str) or not event:
+            raise ConfigurationError(f"{owner}.calls: an event must be a non-empty string")
+        if not isinstance(types, tuple) or len(types) != 2:
+            raise ConfigurationError(
+                f"{owner}.calls[{event!r}] must be a (data type, result type) pair, got {types!r}"
+            )
+    if calls and (not plan.routes or plan.max_concurrency < 2):
+        raise ConfigurationError(
+            f"{owner}.calls: `call` needs @on routes and max_concurrency >= 2 "
+            "(the receive loop reads the reply while a handler awaits it)"
+        )
 
 
 def _refuse_unknown_hook(owner: str, attr: str, func: Any) -> None:
@@ -306,6 +348,7 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
             f"{owner}.request_key must be a non-empty string other than event_key, or None; "
             f"got {key!r}"
         )
+    _check_calls(owner, cls.calls, plan)
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
     plan.loop_alone = plan.idle_timeout is None and plan.max_concurrency == 1
@@ -328,15 +371,26 @@ def _has_connection_dependency(params: tuple[Param, ...]) -> bool:
     return False
 
 
-def _compile_data(plan: HookPlan, encoding: str | None, *, routed: bool) -> None:
+def _compile_data(
+    plan: HookPlan, encoding: str | None, *, routed: bool, event: bool = False
+) -> None:
     annotation = _data_annotation(plan)
     try:
-        if routed:
+        if event and _takes_the_object(annotation):
+            # An event's message is always a JSON object (its event key found it): a
+            # handler taking any object or a `dict` gets it without a call (`convert` None).
+            plan.convert = None
+        elif routed:
             plan.convert = compile_converter(annotation)
         else:
             plan.decode = compile_decoder(encoding, annotation)
     except TypeError as exc:
         raise ConfigurationError(f"{plan.name}, parameter 'data': {exc}") from exc
+
+
+def _takes_the_object(annotation: Any) -> bool:
+    base = unwrap_annotated(annotation)[0]
+    return base in UNTYPED or base is dict
 
 
 def _data_annotation(plan: HookPlan) -> Any:

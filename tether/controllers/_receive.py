@@ -63,7 +63,7 @@ async def receive_general(
         stats.opened()  # accepted: now it counts as open
         arrived = stats.received
     timeout = plan.idle_timeout
-    slots = anyio.Semaphore(plan.max_concurrency) if plan.max_concurrency > 1 else None
+    slots = HandlerSlots(plan.max_concurrency) if plan.max_concurrency > 1 else None
     while not controller._wants_delivery:
         if timeout is not None:
             idle.deadline = anyio.current_time() + timeout
@@ -84,8 +84,10 @@ async def receive_general(
             calls = controller._calls
             if calls is not None and calls.waiting and controller._took_reply(message):
                 continue  # a reply to `call`: it must not wait for a slot its caller holds
-            await slots.acquire()  # at the limit, stop reading: back-pressure
+            if not slots.free:  # at the limit, stop reading: back-pressure
+                await slots.freed()
             if websocket.application_state is CONNECTED:
+                slots.free -= 1
                 controller._tasks.start_soon(_in_slot, controller, message, ctx, slots)
         if websocket.application_state is not CONNECTED:
             return await close_code(controller)
@@ -219,8 +221,38 @@ async def receive_fast_metered(
         stats.looping = 0
 
 
+class HandlerSlots:
+    """How many more handlers may start (`max_concurrency`), and a wait for one to end.
+
+    Not an `anyio.Semaphore`: its `acquire` passes through two cancel scopes per
+    message even when a slot is free, and the loop's `receive()` is a
+    checkpoint already. Only the loop takes slots, so `free` is read and
+    decremented without a lock.
+    """
+
+    __slots__ = ("_ended", "free")
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._ended: anyio.Event | None = None
+
+    async def freed(self) -> None:
+        """Return once a slot is free."""
+        while not self.free:
+            ended = self._ended = anyio.Event()
+            await ended.wait()
+
+    def release(self) -> None:
+        """A handler ended: its slot is free again."""
+        self.free += 1
+        ended = self._ended
+        if ended is not None:
+            self._ended = None
+            ended.set()
+
+
 async def _in_slot(
-    controller: WebSocketController, message: Message, ctx: Context, slots: anyio.Semaphore
+    controller: WebSocketController, message: Message, ctx: Context, slots: HandlerSlots
 ) -> None:
     try:
         await controller._handle(message, ctx)

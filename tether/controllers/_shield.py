@@ -46,3 +46,15 @@ def teardown_shield() -> AbstractContextManager[Any]:
         if state is not None and getattr(state, "cancel_scope", True) is not None:
             return anyio.CancelScope(shield=True)
     return _NOTHING_TO_HOLD_OFF
+
+
+def close_frame_shield(seconds: float) -> AbstractContextManager[Any]:
+    """`teardown_shield` for sending a close frame: held for at most `seconds`.
+
+    The bound keeps a server whose send of the close never returns from making
+    the connection impossible to cancel.
+    """
+    shield = teardown_shield()
+    if shield is _NOTHING_TO_HOLD_OFF:
+        return shield
+    return anyio.CancelScope(shield=True, deadline=anyio.current_time() + seconds)

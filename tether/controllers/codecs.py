@@ -111,7 +111,7 @@ def compile_converter(annotation: Any) -> Callable[[Any], Any]:
     if base in UNTYPED:
         return identity
     if base in (dict, list, str, int, float, bool):
-        return _checking(identity, base)
+        return _of_kind(base)
     if _backend_for(annotation) == "msgspec":
         return _filling(lambda value: msgspec.convert(value, annotation), annotation)
     from pydantic import TypeAdapter
@@ -200,6 +200,17 @@ def _from_pydantic(module: str) -> bool:
     # pydantic itself and its own packages (pydantic_core, pydantic_extra_types, ...).
     package = module.partition(".")[0]
     return package == "pydantic" or package.startswith("pydantic_")
+
+
+def _of_kind(kind: type) -> Callable[[Any], Any]:
+    """`_checking(identity, kind)` without the call to `identity`: routed `data: dict`."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"expected a JSON {_JSON_NAMES.get(kind, kind.__name__)}")
+        return value
+
+    return check
 
 
 def _checking(parse: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:

@@ -7,7 +7,7 @@ accept, the receive loop (`_receive`), then the endings (`_endings`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from contextlib import nullcontext
 from functools import partial
 from inspect import isawaitable
@@ -55,14 +55,12 @@ from tether.controllers.requests import (
     PendingCalls,
     RequestError,
     error_reply,
-    ok_reply,
-    valid_id,
 )
 from tether.controllers.routing import unroutable
 from tether.controllers.shutdown import sessions
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.resolver import Context, ScopeState, overrides
-from tether.frames import encode_frame
+from tether.frames import dumps, encode_frame, loads
 from tether.metrics.connection import ConnectionStats
 from tether.metrics.prometheus import TetherMetrics, meter_of
 
@@ -92,6 +90,8 @@ class WebSocketController:
         websocket_class: the `WebSocket` class to build (a subclass of tether's);
             if it overrides `receive` or `send`, every frame goes through them.
         sends: message types the server sends besides return values (for AsyncAPI).
+        calls: the calls the server makes with `call`, for AsyncAPI: each event
+            and the `(data, result)` types of its payload and of the client's reply.
         allowed_origins: origins a browser may connect from (exact,
             `https://*.example.org` or `"*"`); None (the default) checks nothing.
             A refused origin gets HTTP 403.
@@ -122,6 +122,7 @@ class WebSocketController:
     event_key: ClassVar[str] = "type"
     websocket_class: ClassVar[type[WebSocket]] = WebSocket
     sends: ClassVar[Sequence[Any]] = ()
+    calls: ClassVar[Mapping[str, tuple[Any, Any]]] = {}  # never mutated: rebound
     allowed_origins: ClassVar[Sequence[str] | None] = None
     require_origin: ClassVar[bool] = False
     permissions: ClassVar[Sequence[Callable[..., Any]]] = ()
@@ -521,19 +522,39 @@ class WebSocketController:
             await self._reply(result)
 
     async def _routed(self, message: Message, ctx: Context) -> None:
+        plan = self._plan
         try:
-            parsed = parse_json(self._plan.frame(message))
+            # `parse_json(plan.frame(message))`, without the two calls for a text frame.
+            raw = message.get("text") if plan.text_frames else None
+            if raw is None:
+                raw = plan.frame(message)
+            try:
+                parsed = loads(raw)
+            except DECODE_FAILURES as exc:
+                raise DecodeError(INVALID_PAYLOAD, describe_error(exc)) from exc
             if type(parsed) is dict:
-                if self.request_key in parsed:  # a request: answered with the same id
+                if plan.request_key in parsed:  # a request: answered with the same id
                     return await self._request(parsed, ctx)
-                if "call" in parsed and "ok" in parsed and self.event_key not in parsed:
+                if "call" in parsed and "ok" in parsed and plan.event_key not in parsed:
                     return self._take_reply(parsed)  # a reply to `call`
             hook, bound, data = self._route(parsed)
         except DecodeError as exc:
             return await self.on_decode_error(self.websocket, exc)
-        result = await self._call(hook, bound, ctx, data)
-        if result is not None:
-            await self._reply(result)
+        if hook.direct:  # one coroutine less per message than through _call
+            result = await bound(self, data)
+        else:
+            result = await self._call(hook, bound, ctx, data)
+        if result is not None:  # `_reply`, inline: a coroutine and a call less per reply
+            websocket = self.websocket
+            if websocket.application_state is CONNECTED:
+                try:
+                    await self._send(
+                        {"type": "websocket.send", "text": result}
+                        if type(result) is str
+                        else encode_frame(result)
+                    )
+                except OSError:
+                    client_gone(websocket)
 
     def _took_reply(self, message: Message) -> bool:
         """Take a reply to a pending call outside the handler slots; False for other messages.
@@ -548,7 +569,7 @@ class WebSocketController:
             return False
         if type(parsed) is not dict or "call" not in parsed or "ok" not in parsed:
             return False
-        if self.event_key in parsed:
+        if self._plan.event_key in parsed:
             return False
         self._take_reply(parsed)
         return True
@@ -560,29 +581,35 @@ class WebSocketController:
             logger.info("%s: a reply to no pending call (%r) dropped", type(self).__name__, call_id)
 
     def _route(self, parsed: Any) -> tuple[HookPlan, Callable[..., Any], Any]:
-        event = parsed.get(self.event_key) if type(parsed) is dict else None
+        plan = self._plan
+        event = parsed.get(plan.event_key) if type(parsed) is dict else None
         # Only a string names an event: a list or an object as the key is not hashable.
         route = self._routes.get(event) if type(event) is str else None
         if route is None:
-            if self._plan.receive is None:
-                raise DecodeError(UNSUPPORTED_DATA, unroutable(parsed, self.event_key))
-            route = (self._plan.receive, self._on_receive)
+            if plan.receive is None:
+                raise DecodeError(UNSUPPORTED_DATA, unroutable(parsed, plan.event_key))
+            route = (plan.receive, self._on_receive)
         hook, bound = route
+        convert = hook.convert
+        if convert is None:  # the handler takes the object as parsed
+            return hook, bound, parsed
         try:
-            return hook, bound, hook.convert(parsed)
+            return hook, bound, convert(parsed)
         except DECODE_FAILURES as exc:
             raise DecodeError(INVALID_PAYLOAD, describe_error(exc)) from exc
 
     async def _request(self, parsed: dict[str, Any], ctx: Context) -> None:
         """Answer a request (its handler sees the message without its id)."""
-        key = self.request_key
+        plan = self._plan
+        key = plan.request_key
         request_id = parsed.pop(key)
-        if not valid_id(request_id):
+        kind = type(request_id)
+        if kind is not int and kind is not str:  # `valid_id`, without a call per message
             return await self._reply(
                 error_reply(None, BAD_REQUEST, f"{key!r} must be an integer or a string", key)
             )
         in_flight = None
-        if self._plan.max_concurrency > 1:  # with concurrent handlers an id may still be in flight
+        if plan.max_concurrency > 1:  # with concurrent handlers an id may still be in flight
             in_flight = self._in_flight
             if in_flight is None:
                 in_flight = self._in_flight = set()
@@ -597,18 +624,21 @@ class WebSocketController:
             try:
                 hook, bound, data = self._route(parsed)
             except DecodeError as exc:
-                if not self.reply_errors:
+                if not plan.reply_errors:
                     return await self.on_decode_error(self.websocket, exc)
                 code = UNKNOWN_EVENT if exc.code == UNSUPPORTED_DATA else INVALID_DATA
                 return await self._reply(error_reply(request_id, code, exc.reason, key))
             try:
-                result = await self._call(hook, bound, ctx, data)
+                if hook.direct:
+                    result = await bound(self, data)
+                else:
+                    result = await self._call(hook, bound, ctx, data)
             except RequestError as exc:
                 reply = {key: request_id, "ok": False, "error": exc.as_error()}
             except WebSocketException:
                 raise
             except Exception as exc:
-                if not self.reply_errors:
+                if not plan.reply_errors:
                     raise
                 logger.error(
                     "%s: %s raised %s", type(self).__name__, hook.name, type(exc).__name__,
@@ -616,11 +646,17 @@ class WebSocketController:
                 )  # fmt: skip
                 reply = error_reply(request_id, HANDLER_RAISED, "internal error", key)
             else:
-                reply = ok_reply(request_id, result, key)
+                reply = {key: request_id, "ok": True, "data": result}  # `ok_reply`, inline
         finally:
             if in_flight is not None:
                 in_flight.discard(request_id)
-        await self._reply(reply)
+        # `_reply`, inline: a reply is always a dict, so it is always JSON text.
+        websocket = self.websocket
+        if websocket.application_state is CONNECTED:
+            try:
+                await self._send({"type": "websocket.send", "text": dumps(reply)})
+            except OSError:
+                client_gone(websocket)
 
     async def call(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
         """Send this client a request and return the data of its reply.
@@ -634,7 +670,8 @@ class WebSocketController:
         connection ends first. The reply is read by the receive loop, so the
         class needs `@on` routes and `max_concurrency > 1` (as SignalR's
         client results need parallel invocations), and `call` works from a
-        handler, not from `on_connect`.
+        handler, not from `on_connect`. Declare the calls in `calls`
+        (`{"confirm": (Question, bool)}`) to have them in the AsyncAPI document.
         """
         if not self._plan.routes or self._plan.max_concurrency < 2:
             raise RuntimeError(
@@ -651,7 +688,9 @@ class WebSocketController:
             calls = self._calls = PendingCalls()
         call_id, waiter = calls.open(event)
         try:
-            await self._send(encode_frame({self.event_key: event, "call": call_id, "data": data}))
+            await self._send(
+                encode_frame({self._plan.event_key: event, "call": call_id, "data": data})
+            )
         except OSError:
             calls.waiting.pop(call_id, None)
             client_gone(self.websocket)

@@ -109,6 +109,8 @@ class ControllerInfo(NamedTuple):
             handler may serve several events; it is then the same `HookInfo`).
         permissions: The `permissions` callables, in order.
         sends: The message types listed in `sends`, besides return values.
+        calls: Each event the server calls (`calls`, made with `call`) and
+            the `(data, result)` types of its payload and of the reply.
     """
 
     controller: type[WebSocketController]
@@ -120,6 +122,7 @@ class ControllerInfo(NamedTuple):
     events: Mapping[str, HookInfo]
     permissions: tuple[HookInfo, ...]
     sends: tuple[Any, ...]
+    calls: Mapping[str, tuple[Any, Any]] = MappingProxyType({})
 
     @property
     def hooks(self) -> tuple[HookInfo, ...]:
@@ -173,6 +176,7 @@ def describe_controller(controller: type[WebSocketController]) -> ControllerInfo
         events=MappingProxyType(events),  # type: ignore[arg-type]
         permissions=permissions,
         sends=tuple(controller.sends),
+        calls=MappingProxyType(dict(controller.calls)),
     )
 
 

@@ -9,6 +9,7 @@ from starlette.websockets import WebSocket as StarletteWebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tether.close_codes import NORMAL_CLOSURE
+from tether.controllers._shield import close_frame_shield
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState", "truncate_reason"]
 
@@ -16,6 +17,8 @@ CONNECTING = WebSocketState.CONNECTING
 CONNECTED = WebSocketState.CONNECTED
 
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+# How long sending the close frame holds off cancellation.
+CLOSE_SEND_SECONDS = 1.0
 
 
 def truncate_reason(reason: str | None) -> str | None:
@@ -87,7 +90,11 @@ class WebSocket(StarletteWebSocket):
         """Close with `code`; before accept, the server refuses the handshake (403)."""
         reason = truncate_reason(reason)
         self.close_code, self.close_reason = code, reason
-        await super().close(code, reason)
+        # Starlette counts the connection closed before the frame is sent. Cancelled in
+        # between (a sibling handler failing as the session ends cancels its task group),
+        # the app would think it closed while the client never hears of it.
+        with close_frame_shield(CLOSE_SEND_SECONDS):
+            await super().close(code, reason)
 
     @property
     def is_open(self) -> bool:
