@@ -53,7 +53,7 @@ logger = logging.getLogger("tether")
 
 # Shared by every script. KEYS[1..3]: entries, counts, processes (one group's).
 # `sweep` removes the entries of processes whose deadline passed and publishes
-# their leaves in one diff; `keep` pushes the group's expiry out to `ms` at least.
+# their leaves in one diff; `keep` pushes the group's expiry out to `ms` from now, at least.
 _COMMON = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -96,7 +96,11 @@ local function sweep(now, sets, channel, limit)
 end
 local function keep(ms)
   for i = 1, 3 do
-    if redis.call('PTTL', KEYS[i]) < ms then redis.call('PEXPIRE', KEYS[i], ms) end
+    -- GT: never shortened by a process with a shorter heartbeat; NX: a key
+    -- just made (no expiry yet, which GT counts as infinite).
+    if redis.call('PEXPIRE', KEYS[i], ms, 'GT') == 0 then
+      redis.call('PEXPIRE', KEYS[i], ms, 'NX')
+    end
   end
 end
 """
