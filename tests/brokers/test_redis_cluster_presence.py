@@ -396,3 +396,43 @@ async def test_a_bad_payload_on_a_cluster_is_refused_before_the_connection_joins
                 0,
             ]
     assert await keys_left(redis_cluster, prefix) == {}
+
+
+async def test_a_master_down_costs_only_its_own_groups_and_they_come_back_with_it(
+    private_redis_cluster: RedisClusterServers, prefix: str
+) -> None:
+    cluster = private_redis_cluster
+    by_port: dict[int, list[str]] = {}
+    for group in [f"room:{i}" for i in range(30)]:
+        entries = ClusterPresenceKeys(prefix.encode(), group, b"x").entries
+        by_port.setdefault(cluster.node_of_slot(key_slot(entries)).port, []).append(group)
+    down = cluster.nodes[0]
+    groups = [group for names in by_port.values() for group in names[:2]]
+    lost = by_port[down.port][:2]
+    ada, bob = Client("ada"), Client("bob")
+    present = {"ada": [{"on": "a"}], "bob": [{"on": "b"}]}
+    async with cluster_broker(cluster, prefix) as node_a, cluster_broker(cluster, prefix) as node_b:
+        for group in groups:
+            await node_a.track(group, ada.queue, "ada", {"on": "a"})
+            await node_b.track(group, bob.queue, "bob", {"on": "b"})
+        down.stop()  # its groups' presence goes with it (no persistence)
+        # Three heartbeats on: both processes kept refreshing the groups on the
+        # other shards, so no one was swept there.
+        await anyio.sleep(HEARTBEAT * 3)
+        for group in groups:
+            if group not in lost:
+                assert await node_a.presence(group) == await node_b.presence(group) == present
+        down.start()
+        cluster.wait_ok()
+        with anyio.fail_after(WAIT * 2):  # each process registers its members there again
+            for group in lost:
+                while True:
+                    try:
+                        if await node_b.presence(group) == present:
+                            break
+                    except Exception:  # the node is still coming back
+                        pass
+                    await anyio.sleep(HEARTBEAT / 4)
+        await node_a.untrack_all(ada.queue)
+        await node_b.untrack_all(bob.queue)
+    assert await keys_left(cluster, prefix) == {}

@@ -41,6 +41,7 @@ from typing import Any
 
 import anyio
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from tether.brokers.presence import decode_entries
@@ -252,8 +253,9 @@ class ClusterPresence(RedisPresence):
         """Add `record` in Redis; False when Redis had it already (nothing was published)."""
         cid, key_json, entry = record
         names = self.names(group)
-        return await self._scripts["track"](
-            keys=names.all,
+        return await self._call(
+            "track",
+            names.all,
             args=[
                 cid,
                 key_json,
@@ -268,10 +270,25 @@ class ClusterPresence(RedisPresence):
             ],
         )
 
+    async def _call(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
+        """Run script `name` on the node that owns `keys`, loading it there if it must.
+
+        Loaded on that node only: redis-py's own fallback loads a script on
+        every master, which fails while any one of them is down.
+        """
+        cluster, script = self.cluster, self._scripts[name]
+        assert cluster is not None
+        try:
+            return await cluster.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(keys[0]))
+            await cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+            return await cluster.evalsha(script.sha, len(keys), *keys, *args)
+
     async def _run_untrack(self, group: str, record: tuple[str, str, str]) -> None:
         names = self.names(group)
-        await self._scripts["untrack"](
-            keys=names.all, args=[record[0], self.origin, names.channel, self._head[b"l"]]
+        await self._call(
+            "untrack", names.all, [record[0], self.origin, names.channel, self._head[b"l"]]
         )
 
     # -- reads ------------------------------------------------------------------
@@ -283,9 +300,7 @@ class ClusterPresence(RedisPresence):
     async def _read(self, group: str, what: bytes) -> Any:
         names = self.names(group)
         keys = [names.entries, names.counts, names.processes]
-        return await self._scripts["read"](
-            keys=keys, args=[names.sets, names.channel, SWEEP_LIMIT, what]
-        )
+        return await self._call("read", keys, [names.sets, names.channel, SWEEP_LIMIT, what])
 
     async def members(self, group: str) -> dict[str, list[Any]]:
         """`{key: [payload, ...]}` for `group`: one script on its shard (sweep, `HVALS`)."""
@@ -308,18 +323,62 @@ class ClusterPresence(RedisPresence):
         return held
 
     async def tick(self) -> int:
-        """One heartbeat: per group, refresh and sweep; pipelined, one round trip per node.
+        """One heartbeat: per group, refresh and sweep; one pipelined round trip per node.
 
-        Returns how many dead processes were swept, summed over the groups.
+        Each node's groups go in a pipeline of their own, concurrently and
+        bounded, so a node that is down holds up no other node's refresh (its
+        failure is raised once the others are done). Returns how many dead processes
+        were swept, summed over the groups.
         """
-        while self.leaving:
-            await self._run_untrack(*self.leaving[0])
-            self.leaving.pop(0)
-        assert self.cluster is not None
+        failed = await self._retry_leaving()
         held = self.beating_groups()
-        if not held:
-            return 0
-        groups = list(held)
+        by_node: dict[str, list[str]] = {}
+        for group in held:
+            by_node.setdefault(self._node_of(group), []).append(group)
+        swept = 0
+
+        # A node that does not answer must not push the next refresh of the
+        # others past their deadline: each node gets half a heartbeat at most.
+        bound = min(self.timeout, self.heartbeat / 2)
+
+        async def beat_node(groups: list[str]) -> None:
+            nonlocal swept, failed
+            try:
+                with anyio.fail_after(bound):
+                    swept += await self._tick_groups(groups, held)
+            except (*REDIS_DOWN, TimeoutError) as exc:
+                failed = exc
+
+        async with anyio.create_task_group() as tg:
+            for groups in by_node.values():
+                tg.start_soon(beat_node, groups)
+        if failed is not None:
+            raise failed
+        return swept
+
+    async def _retry_leaving(self) -> BaseException | None:
+        """Retry the leaves Redis missed, before any refresh; keep those that fail again."""
+        failed = None
+        for item in list(self.leaving):
+            try:
+                await self._run_untrack(*item)
+            except REDIS_DOWN as exc:
+                failed = exc
+            else:
+                self.leaving.remove(item)
+        return failed
+
+    def _node_of(self, group: str) -> str:
+        assert self.cluster is not None
+        try:
+            slot = key_slot(self.names(group).entries)
+            return self.cluster.nodes_manager.get_node_from_slot(slot).name
+        except Exception:  # no owner in the slot map (yet): the pipeline finds one or fails
+            return ""
+
+    async def _tick_groups(self, groups: list[str], held: Counter[str]) -> int:
+        """Tick `groups` (one node's) in one pipeline; register lost entries again."""
+        assert self.cluster is not None
         script = self._scripts["tick"]
         pipe = self.cluster.pipeline()
         for group in groups:
@@ -328,7 +387,8 @@ class ClusterPresence(RedisPresence):
         swept = 0
         for group, reply in zip(groups, replies, strict=True):
             if isinstance(reply, NoScriptError):  # a node restarted empty: load it there
-                reply = await script(keys=self.names(group).all, args=self._tick_args(group, held))
+                keys = self.names(group).all
+                reply = await self._call("tick", keys, self._tick_args(group, held))
             elif isinstance(reply, Exception):
                 raise reply
             holds, gone = int(reply[0]), int(reply[1])
