@@ -22,7 +22,9 @@ Last, a worker with members in six groups spread over the shards is killed
 with SIGKILL: the time until a watcher here has every group's leave diff.
 
 `python -m benchmarks.cluster_presence` prints a table; `--out DIR` also
-writes `DIR/cluster_presence.json` and `DIR/cluster_presence.md`.
+writes `DIR/cluster_presence.json` and `DIR/cluster_presence.md`; into
+`benchmarks/results/`, it also rewrites the table on docs/groups.md
+(`benchmarks/pages.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.pages import show_on_page
 
 PAYLOAD = {"id": "u12345", "name": "Ada Lovelace", "device": "laptop"}
 SLOW_HEARTBEAT = 600.0  # the broker's own heartbeat stays out of the count
@@ -244,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "cluster_presence.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "cluster_presence.md").write_text(table + "\n")
+        show_on_page(args.out / "cluster_presence.md")
     return 0
 
 

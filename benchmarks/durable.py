@@ -18,7 +18,9 @@ history while a member is away; then the time from `recover(group, member,
 since)` to the member's `send` receiving the last of them.
 
 `python -m benchmarks.durable` runs it all and prints a table;
-`--out DIR` also writes `DIR/durable.json` and `DIR/durable.md`.
+`--out DIR` also writes `DIR/durable.json` and `DIR/durable.md`; into
+`benchmarks/results/`, it also rewrites the table on docs/benchmarks.md
+(`benchmarks/pages.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.pages import show_on_page
 from tether.brokers import GroupHistory, MemoryBroker, OutboundQueue, Position
 
 MESSAGE = {"type": "chat", "user": "ann", "text": "hello, room", "seq": 1}
@@ -266,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "durable.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "durable.md").write_text(table + "\n")
+        show_on_page(args.out / "durable.md")
     return 0
 
 

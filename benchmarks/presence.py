@@ -20,7 +20,8 @@ members is killed; the time until a watcher in this process gets the leave
 diff, in seconds and in heartbeats (the promise: under two).
 
 `python -m benchmarks.presence` prints a table; `--out DIR` also writes
-`DIR/presence.json` and `DIR/presence.md`.
+`DIR/presence.json` and `DIR/presence.md`; into `benchmarks/results/`, it also
+rewrites the tables on docs/groups.md (`benchmarks/pages.py`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.pages import show_on_page
 from tether.brokers import MemoryBroker
 
 PAYLOAD = {"id": "u12345", "name": "Ada Lovelace", "device": "laptop"}
@@ -259,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "presence.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "presence.md").write_text(table + "\n")
+        show_on_page(args.out / "presence.md")
     return 0
 
 

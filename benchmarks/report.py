@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmarks.apps import APPS_BY_NAME
 from benchmarks.inprocess import paired_ratio
+from benchmarks.pages import show_on_page
 from benchmarks.redis_peers import markdown as redis_peers_markdown
 from benchmarks.workloads import WORKLOADS
 
@@ -473,12 +474,16 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write `latest.md` and `latest.json` into `out_dir`; return both paths."""
+    """Write `latest.md` and `latest.json` into `out_dir`; return both paths.
+
+    Into `benchmarks/results/`, this also rewrites the docs page that shows `latest.md`.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown_path = out_dir / "latest.md"
     json_path = out_dir / "latest.json"
     markdown_path.write_text(render_markdown(results))
     json_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    show_on_page(markdown_path)
     return markdown_path, json_path
 
 

@@ -1,15 +1,16 @@
 """The documentation's programs run and do what the pages say; the site builds.
 
-Complete programs live in `docs/examples/*.py` and are included in the pages
-with `--8<-- "docs/examples/NAME.py"`. Each has a test here (see `TESTED`),
-and a test checks that no example goes untested and no include is broken.
-Inline fenced blocks with a `title="..."` (or after `<!-- test -->`) are
-complete programs too, and are executed.
+Complete programs are written inline in the pages, each in a fenced block
+named by the comment on the line before it (`<!-- example: NAME -->`, see
+`docs_examples.py`). Each has a test here (see `TESTED`): in process through
+`load(NAME)`, or as files saved side by side (`examples_dir`) and run the way
+the page says. A test checks that every named example is tested and that no
+page still includes a file. Other fenced blocks with a `title="..."` (or
+after `<!-- test -->`) are complete programs too, and are executed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
@@ -17,37 +18,33 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from docs_examples import DOCS, EXAMPLES, ROOT, load, page_examples, pages, write_examples
+from esmerald_env import skip_without_esmerald
 
 from tether import ConfigurationError, Provide, WebSocketController, override
 from tether.testing import AppClient, HandshakeRejected, ServerClosed, connect
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs"
-EXAMPLES = DOCS / "examples"
-
-INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.MULTILINE)
 FENCE = re.compile(
-    r"(?P<marker><!--\s*test\s*-->\s*\n)?"
+    r"(?P<marker><!--\s*(?P<kind>test|example:[^>]*?)\s*-->\s*\n)?"
     r"^(?P<indent>[ \t]*)```(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```",
     re.MULTILINE | re.DOTALL,
 )
+INCLUDE = re.compile(r"^\s*-{2}8<-{2}\s", re.MULTILINE)  # pymdownx.snippets' include line
+# The worktree's tether (and the repository's packages) in programs run as subprocesses,
+# wherever the editable install points.
+SUBPROCESS_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+}
 
 
-def load(name: str) -> ModuleType:
-    """Import `docs/examples/<name>.py` afresh, as its own module."""
-    path = EXAMPLES / f"{name}.py"
-    module_name = f"docs_example_{name}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every example saved as `NAME.py` in one directory, as a reader would save them."""
+    return write_examples(tmp_path_factory.mktemp("docs-examples"))
 
 
 async def closed_with(ws) -> tuple[int, str]:
@@ -76,24 +73,37 @@ def covers(*names: str):
     return lambda test: test
 
 
-def pages() -> list[Path]:
-    return sorted(p for p in DOCS.rglob("*.md"))
-
-
-# pymdownx.snippets may follow the file name with lines (`:3`, `:3:9`) or a `:section`.
-LINES_OR_SECTION = re.compile(r"(?::[\w-]*){1,2}$")
-
-
-def test_every_include_exists_and_every_example_is_tested():
-    included: set[str] = set()
+def test_every_example_is_tested_and_no_page_includes_a_file():
+    assert set(EXAMPLES) - TESTED == set(), "examples without a test in tests/test_docs.py"
+    assert TESTED - set(EXAMPLES) == set(), "tests of examples no page shows"
     for page in pages():
-        for target in INCLUDE.findall(page.read_text()):
-            path = LINES_OR_SECTION.sub("", target)
-            assert (ROOT / path).is_file(), f"{page.name} includes missing {path}"
-            included.add(Path(path).stem)
-    examples = {p.stem for p in EXAMPLES.glob("*.py")}
-    assert examples - TESTED == set(), "examples without a test in tests/test_docs.py"
-    assert examples - included - {"test_room"} <= set(), "examples no page includes"
+        # The snippets extension is gone: an include would show as its marker.
+        assert not INCLUDE.search(page.read_text()), f"{page.name} includes a file"
+
+
+def test_a_name_names_the_python_block_right_below_it_and_only_outside_fences(tmp_path: Path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        'Text.\n\n<!-- example: first -->\n```python title="first.py"\nx = 1\n```\n\n'
+        "````markdown\n<!-- example: shown -->\n```python\ny = 2\n```\n````\n\n"
+        "!!! note\n\n    <!-- example: nested -->\n    ```python\n    z = 3\n\n    w = 4\n    ```\n"
+    )
+    assert [(e.name, e.line, e.source) for e in page_examples(page)] == [
+        ("first", 5, "x = 1\n"),
+        ("nested", 19, "z = 3\n\nw = 4\n"),
+    ]
+    page.write_text("<!-- example: lost -->\n\n```python\nx = 1\n```\n")
+    with pytest.raises(ValueError, match=r"page\.md:1: a name not right above a python fence"):
+        page_examples(page)
+
+
+CONFLICT_MARKER = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+
+
+def test_no_page_holds_merge_conflict_markers():
+    # They render as text and a heading rule; asyncapi.md once shipped with a set.
+    for page in pages():
+        assert not CONFLICT_MARKER.search(page.read_text()), f"{page.name}: a merge conflict"
 
 
 def inline_programs() -> list[tuple[str, str]]:
@@ -103,12 +113,11 @@ def inline_programs() -> list[tuple[str, str]]:
             info = match["info"].strip()
             if not info.startswith(("python", "py")):
                 continue
-            if not (match["marker"] or "title=" in info):
+            if (match["kind"] or "").startswith("example:"):
+                continue  # a named example: its own test runs it
+            if not (match["kind"] or "title=" in info):
                 continue
-            body = match["body"]
-            if INCLUDE.search(body):
-                continue  # an included example file: tested below
-            found.append((f"{page.relative_to(DOCS)}:{info}", body))
+            found.append((f"{page.relative_to(DOCS)}:{info}", match["body"]))
     return found
 
 
@@ -120,7 +129,7 @@ def test_inline_programs_run(where: str, source: str):
 # -- index.md / testing.md: the first controller ------------------------------------
 
 
-@covers("room", "test_room")
+@covers("room")
 @pytest.mark.anyio
 async def test_room():
     room = load("room")
@@ -135,10 +144,12 @@ async def test_room():
         assert await ws.receive_json() == {"from": "guest@kitchen", "text": "hi"}
 
 
-def test_testing_page_example_passes_under_pytest():
+@covers("test_room")
+def test_testing_page_example_passes_under_pytest(examples_dir: Path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_room.py"],
-        cwd=EXAMPLES,
+        cwd=examples_dir,
+        env=SUBPROCESS_ENV,
         capture_output=True,
         text=True,
         timeout=120,
@@ -156,10 +167,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(target: str, port: int) -> subprocess.Popen:
+def serve(target: str, port: int, cwd: Path) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=EXAMPLES,
+        cwd=cwd,
+        env=SUBPROCESS_ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -186,13 +198,14 @@ def stop(server: subprocess.Popen) -> None:
 
 
 @covers("app", "client")
-def test_quickstart_under_uvicorn():
+def test_quickstart_under_uvicorn(examples_dir: Path):
     port = free_port()
-    server = serve("app:app", port)
+    server = serve("app:app", port, examples_dir)
     try:
         result = subprocess.run(
             [sys.executable, "client.py", f"ws://127.0.0.1:{port}/ws"],
-            cwd=EXAMPLES,
+            cwd=examples_dir,
+            env=SUBPROCESS_ENV,
             capture_output=True,
             text=True,
             timeout=30,
@@ -204,16 +217,12 @@ def test_quickstart_under_uvicorn():
 
 
 @covers("rpc", "rpc_client")
-def test_requests_calls_and_the_python_client_under_uvicorn():
+def test_requests_calls_and_the_python_client_under_uvicorn(examples_dir: Path):
     port = free_port()
-    # The worktree's tether, wherever the editable install points.
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = SUBPROCESS_ENV
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "rpc:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=EXAMPLES, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=examples_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
@@ -225,7 +234,7 @@ def test_requests_calls_and_the_python_client_under_uvicorn():
                 time.sleep(0.05)
         result = subprocess.run(
             [sys.executable, "rpc_client.py", f"ws://127.0.0.1:{port}/ws"],
-            cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=30,
+            cwd=examples_dir, env=env, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
     finally:
         stop(server)
@@ -251,11 +260,11 @@ async def test_quickstart_binary_frame_closes_1003():
 
 
 @covers("bare")
-def test_bare_controller_under_uvicorn():
+def test_bare_controller_under_uvicorn(examples_dir: Path):
     from websockets.sync.client import connect as ws_connect
 
     port = free_port()
-    server = serve("bare:Echo", port)
+    server = serve("bare:Echo", port, examples_dir)
     try:
         with ws_connect(f"ws://127.0.0.1:{port}/any/path") as ws:
             ws.send("shout")
@@ -305,6 +314,17 @@ async def test_mounting_in_frameworks():
     async with connect(load("mount_lilya").app, "/ws/lobby") as ws:
         await ws.send_text("hi")
         assert await ws.receive_text() == "lobby: hi"
+
+
+@covers("mount_esmerald")
+@pytest.mark.anyio
+async def test_mounting_in_esmerald():
+    skip_without_esmerald()  # Esmerald cannot share this environment with Ravyn: see .ci/matrix
+    async with AppClient(load("mount_esmerald").app) as client:  # Esmerald's lifespan runs
+        for path in ("/ws/lobby", "/chat/ws/lobby"):
+            async with client.connect(path) as ws:
+                await ws.send_text("hi")
+                assert await ws.receive_text() == "lobby: hi"
 
 
 def test_configuration_error_names_class_hook_and_parameter():
@@ -586,10 +606,11 @@ async def test_idle_timeout_closes_1001():
 
 
 @covers("broker")
-def test_broker_example():
+def test_broker_example(examples_dir: Path):
     result = subprocess.run(
-        [sys.executable, "broker.py"], cwd=EXAMPLES, capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "broker.py"],
+        cwd=examples_dir, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "{'type': 'websocket.send', 'text': '{\"text\":\"héllo\"}'}",

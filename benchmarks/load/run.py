@@ -3,15 +3,25 @@
 The method of the Hashrocket websocket shootout, on loopback: `uvicorn --workers N`
 (1, 2, 4) serves `benchmarks.load.app` on one port, every connection joins one group,
 and client processes (`benchmarks.load.client`, separate from the harness and the
-server) open the connections. The harness then publishes `broadcasts` messages to the
-group through its own `RedisBroker`, `interval` seconds apart; each message carries
-its publish time, so each client sees the latency from publish to its receive. For
-each client count in the ladder it reports deliveries/s, p50/p95/p99 latency, the
-workers' memory per connection (RSS growth over the workers, from /proc) and the
-Redis subscriptions left once the clients are gone (should be 0); per worker count,
-the most clients for which p95 stayed under 500 ms.
+server, about 2,500 connections each) open the connections. The harness then
+publishes `broadcasts` messages to the group through its own `RedisBroker`,
+`interval` seconds apart; each carries its publish time and sequence number, so
+each client sees the latency from publish to its receive, and the order. For each
+client count it reports deliveries/s, p50/p95/p99 latency, the workers' memory
+per connection (RSS growth, from /proc) and the leak check (`benchmarks.load.leaks`):
+each worker's tasks, members, sessions, controllers, Redis connections and
+subscriptions back to the baseline taken before the clients came, RSS back within
+a bound. With `--kill-one`, one worker is killed with SIGKILL halfway through the
+broadcasts; every client of the other workers must still receive every broadcast
+in order, and the leak check covers the survivors.
 
-    python -m benchmarks.load --workers 1 2 4 --clients 100 1000 10000
+    python -m benchmarks.load --workers 1 2 4 --clients 1000 10000
+    python -m benchmarks.load --workers 2 4 --clients 10000 --kill-one
+    python -m benchmarks.load --workers 1 2 4 --find-p95 500
+
+`--find-p95 MS` searches, per worker count, for the most clients whose p95 stays
+under MS: it tries `--find-high` and `--find-low`, then bisects between them, at
+most `--find-steps` more runs, to `--find-resolution` clients.
 
 Every wait is bounded; the server and the clients are killed on the way out.
 """
@@ -21,101 +31,67 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import resource
+import signal
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.load.app import GROUP
+from benchmarks.load.leaks import back_to_baseline, compare, settled_baseline, snapshot
+from benchmarks.load.report import markdown
+from benchmarks.load.server import ROOT, LoadServer, free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "free_port", "main", "markdown", "one_load", "run_load", "wait_for_port"]
+
 P95_LIMIT_MS = 500.0
-
-
-def _rss_bytes(pid: int) -> int:
-    """Resident memory of one process (VmRSS), 0 when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid: int) -> list[int]:
-    """The child processes of `pid` (uvicorn's workers)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    """Block (at most `timeout` seconds) until 127.0.0.1:`port` accepts connections."""
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+CLIENTS_PER_PROCESS = 2_500
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
-async def _subscriptions(url: str) -> int:
-    from redis.asyncio import Redis
+def raise_open_files_limit() -> int:
+    """Raise the open-files limit to the hard limit (uvicorn's workers inherit it)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
-    async with Redis.from_url(url) as client:
-        [(_, count)] = await client.pubsub_numsub(f"tether:{GROUP}")
-        return int(count)
+
+def _victim(spread: dict[str, int], pids: list[int]) -> int:
+    """The worker to kill: the one holding the fewest connections, but some if any does."""
+    holding = [pid for pid in pids if spread.get(str(pid), 0)]
+    return min(holding or pids, key=lambda pid: spread.get(str(pid), 0))
 
 
 async def one_load(
-    url: str,
-    port: int,
-    workers: list[int],
+    server: LoadServer,
     clients: int,
     *,
     broadcasts: int,
     interval: float,
-    client_processes: int,
-    deadline: float,
+    client_processes: int | None = None,
+    deadline: float = 120.0,
+    kill_one: bool = False,
 ) -> dict[str, Any]:
-    """One rung of the ladder: open `clients`, broadcast, collect, close."""
+    """One run: baseline, open `clients`, broadcast (killing a worker halfway if asked),
+    collect, let the clients leave, and check every surviving worker is back to baseline."""
     from tether.brokers import RedisBroker
 
-    before = sum(_rss_bytes(pid) for pid in workers)
-    shares = [clients // client_processes + (i < clients % client_processes)
-              for i in range(client_processes)]  # fmt: skip
+    url, pids = server.redis_url, server.pids
+    baseline = await settled_baseline(url, server.counts_dir, pids)
+    processes = client_processes or max(2, math.ceil(clients / CLIENTS_PER_PROCESS))
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    command = [sys.executable, "-m", "benchmarks.load.client", server.url]
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "benchmarks.load.client",
-            f"ws://127.0.0.1:{port}/",
+            *command,
             str(share),
             str(broadcasts),
             str(deadline),
@@ -126,6 +102,7 @@ async def one_load(
         for share in shares
         if share
     ]
+    victim = None
     try:
         spread: dict[str, int] = {}
         for proc in procs:
@@ -136,37 +113,47 @@ async def one_load(
             for pid, count in json.loads(line[6:]).items():
                 spread[pid] = spread.get(pid, 0) + count
         connected = sum(spread.values())
-        during = sum(_rss_bytes(pid) for pid in workers)
-        async with RedisBroker(url) as broker:
+        peak = await snapshot(url, server.counts_dir, pids)
+        async with RedisBroker(url, client_name="tether-load-harness") as broker:
             first = time.monotonic_ns()
-            for _ in range(broadcasts):
-                await broker.publish(GROUP, json.dumps({"t": time.monotonic_ns()}))
+            for seq in range(broadcasts):
+                if kill_one and seq == broadcasts // 2 and len(pids) > 1:
+                    victim = _victim(spread, pids)
+                    os.kill(victim, signal.SIGKILL)
+                body = json.dumps({"t": time.monotonic_ns(), "seq": seq})
+                await broker.publish(GROUP, body)
                 await asyncio.sleep(interval)
         latencies: list[float] = []
-        last = first
+        workers: dict[str, dict[str, int]] = {}
+        last, failed = first, 0
         for proc in procs:
             assert proc.stdout is not None
             report = json.loads(await asyncio.wait_for(proc.stdout.readline(), deadline + 30))
             latencies += report["latencies_ms"]
             last = max(last, report["last_ns"])
+            failed += report["failed"]
+            for pid, counts in report["workers"].items():
+                mine = workers.setdefault(pid, {})
+                for key, value in counts.items():
+                    mine[key] = mine.get(key, 0) + value
             await asyncio.wait_for(proc.wait(), 30)
     finally:
         for proc in procs:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-    # The workers unsubscribe once their last member leaves: wait (bounded) for it.
-    left = await _subscriptions(url)
-    for _ in range(100):
-        if left == 0:
-            break
-        await asyncio.sleep(0.1)
-        left = await _subscriptions(url)
+    survivors = [pid for pid in pids if pid != victim]
+    after = await back_to_baseline(url, server.counts_dir, baseline, survivors)
     latencies.sort()
     return {
+        "workers": len(pids),
         "clients": clients,
+        "client_processes": len(procs),
         "connected": connected,
+        "failed": failed,
         "spread": spread,
+        "by_worker": workers,
+        "killed": victim,
         "expected": connected * broadcasts,
         "received": len(latencies),
         "deliveries_per_second": len(latencies) / max((last - first) / 1e9, 1e-9),
@@ -174,112 +161,135 @@ async def one_load(
         "p95_ms": _percentile(latencies, 0.95),
         "p99_ms": _percentile(latencies, 0.99),
         "mean_ms": statistics.fmean(latencies) if latencies else 0.0,
-        "bytes_per_connection": (during - before) / connected if connected else 0.0,
-        "subscriptions_after": left,
+        "bytes_per_connection": sum(
+            peak["workers"][pid]["rss"] - baseline["workers"][pid]["rss"] for pid in pids
+        )
+        / max(connected, 1),
+        "subscriptions_after": after["numsub"],
+        # Other work on the machine moves every figure: the 1-minute load average says how much.
+        "load_average": os.getloadavg()[0],
+        "leaks": compare(baseline, peak, after),
     }
+
+
+def _summary(rung: dict[str, Any]) -> str:
+    killed = f", killed {rung['killed']}" if rung["killed"] else ""
+    return (
+        f"load: {rung['workers']} worker(s), {rung['clients']:,} clients{killed}: "
+        f"{rung['deliveries_per_second']:,.0f} deliveries/s, p50 {rung['p50_ms']:.1f} ms, "
+        f"p95 {rung['p95_ms']:.1f} ms, p99 {rung['p99_ms']:.1f} ms, "
+        f"{rung['received']:,}/{rung['expected']:,} received, "
+        f"leak check {'ok' if rung['leaks']['ok'] else 'FAILED'}, "
+        f"load average {rung['load_average']:.1f}"
+    )
+
+
+def find_p95(
+    probe: Callable[[int], dict[str, Any]],
+    *,
+    limit_ms: float,
+    low: int,
+    high: int,
+    steps: int,
+    resolution: int,
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """The most clients (to `resolution`) whose p95 stays under `limit_ms`, and every run.
+
+    Tries `high` (enough: done), then `low` (too many already: None), then bisects,
+    at most `steps` more runs. Assumes p95 grows with the client count; on a noisy
+    machine a run can contradict that, which the runs returned show.
+    """
+    runs = [probe(high)]
+    if runs[-1]["p95_ms"] <= limit_ms:
+        return high, runs
+    runs.append(probe(low))
+    if runs[-1]["p95_ms"] > limit_ms:
+        return None, runs
+    for _ in range(steps):
+        if high - low <= resolution:
+            break
+        middle = max(low + resolution, min(high - resolution, (low + high) // 2))
+        middle = round(middle / resolution) * resolution
+        runs.append(probe(middle))
+        if runs[-1]["p95_ms"] <= limit_ms:
+            low = middle
+        else:
+            high = middle
+    return low, runs
 
 
 def run_load(
     *,
     workers: Sequence[int] = (1, 2, 4),
-    clients: Sequence[int] = (100, 1_000, 10_000),
-    broadcasts: int = 20,
-    interval: float = 0.05,
-    client_processes: int = 2,
-    deadline: float = 120.0,
-    log: Any = print,
+    clients: Sequence[int] = (1_000, 10_000),
+    broadcasts: int = 10,
+    interval: float = 0.1,
+    client_processes: int | None = None,
+    deadline: float = 180.0,
+    kill_one: bool = False,
+    find_p95_ms: float | None = None,
+    find_low: int = 500,
+    find_high: int = 10_000,
+    find_steps: int = 5,
+    find_resolution: int = 250,
+    log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
-    """Every worker count against every client count; the ladder stops once p95 passes 500 ms."""
+    """Every worker count against every client count, or the p95 search per worker count."""
     from tether.testing.redis import RedisServer
 
-    results: dict[str, Any] = {"broadcasts": broadcasts, "interval": interval, "rows": {}}
+    raise_open_files_limit()
+    results: dict[str, Any] = {
+        "broadcasts": broadcasts, "interval": interval, "kill_one": kill_one,
+        "p95_limit_ms": P95_LIMIT_MS if find_p95_ms is None else find_p95_ms, "rows": {},
+    }  # fmt: skip
     with RedisServer() as redis_server:
         for count in workers:
-            port = free_port()
-            server = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "benchmarks.load.app:app",
-                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(count),
-                 "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
-                cwd=ROOT,
-                env={**os.environ, "TETHER_LOAD_REDIS": redis_server.url,
-                     "PYTHONWARNINGS": "ignore::DeprecationWarning"},
-            )  # fmt: skip
-            rungs: list[dict[str, Any]] = []
-            try:
-                wait_for_port(port, 30)
-                pids: list[int] = []
-                for _ in range(200):  # uvicorn forks its workers after binding
-                    pids = _children(server.pid)
-                    if len(pids) >= count:
-                        break
-                    time.sleep(0.05)
-                pids = pids or [server.pid]  # --workers 1 serves from uvicorn's own process
-                for many in clients:
+            with LoadServer(count, redis_server.url) as server:
+
+                def probe(many: int, server: LoadServer = server) -> dict[str, Any]:
+                    server.refresh()
                     rung = asyncio.run(
-                        one_load(redis_server.url, port, pids, many, broadcasts=broadcasts,
-                                 interval=interval, client_processes=client_processes,
-                                 deadline=deadline)
+                        one_load(server, many, broadcasts=broadcasts, interval=interval,
+                                 client_processes=client_processes, deadline=deadline,
+                                 kill_one=kill_one)
                     )  # fmt: skip
-                    rungs.append(rung)
-                    log(
-                        f"load: {count} worker(s), {many:,} clients: "
-                        f"{rung['deliveries_per_second']:,.0f} deliveries/s, "
-                        f"p50 {rung['p50_ms']:.1f} ms, p95 {rung['p95_ms']:.1f} ms, "
-                        f"p99 {rung['p99_ms']:.1f} ms, {rung['received']:,}/"
-                        f"{rung['expected']:,} received"
-                    )
-                    if rung["p95_ms"] > P95_LIMIT_MS:
-                        break
-            finally:
-                server.terminate()
-                try:
-                    server.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait(timeout=5)
-            under = [r["clients"] for r in rungs if r["p95_ms"] <= P95_LIMIT_MS]
-            results["rows"][str(count)] = {
-                "rungs": rungs,
-                "most_clients_p95_under_500ms": max(under) if under else None,
-            }
+                    log(_summary(rung))
+                    return rung
+
+                if find_p95_ms is None:
+                    rungs = [probe(many) for many in clients]
+                    under = [r["clients"] for r in rungs if r["p95_ms"] <= P95_LIMIT_MS]
+                    most = max(under) if under else None
+                else:
+                    most, rungs = find_p95(probe, limit_ms=find_p95_ms, low=find_low,
+                                           high=find_high, steps=find_steps,
+                                           resolution=find_resolution)  # fmt: skip
+            results["rows"][str(count)] = {"rungs": rungs, "most_clients_p95_under_limit": most}
     return results
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """The result as one table row per worker count and client count."""
-    lines = [
-        "| workers | clients | per worker | deliveries/s | p50 ms | p95 ms | p99 ms | received"
-        " | bytes/conn | Redis subs after |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for workers, row in result["rows"].items():
-        for rung in row["rungs"]:
-            lines.append(
-                f"| {workers} | {rung['clients']:,} "
-                f"| {' / '.join(str(n) for n in sorted(rung['spread'].values()))} "
-                f"| {rung['deliveries_per_second']:,.0f} "
-                f"| {rung['p50_ms']:.1f} | {rung['p95_ms']:.1f} | {rung['p99_ms']:.1f} "
-                f"| {rung['received']:,}/{rung['expected']:,} "
-                f"| {rung['bytes_per_connection']:,.0f} | {rung['subscriptions_after']} |"
-            )
-    lines.append("")
-    for workers, row in result["rows"].items():
-        lines.append(
-            f"- {workers} worker(s): most clients with p95 under 500 ms: "
-            f"{row['most_clients_p95_under_500ms'] or 'none'}"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: `python -m benchmarks.load [--workers 1 2 4] [--clients ...]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--clients", type=int, nargs="+", default=[100, 1_000, 10_000])
-    parser.add_argument("--broadcasts", type=int, default=20)
-    parser.add_argument("--interval", type=float, default=0.05)
-    parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--deadline", type=float, default=120.0)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--broadcasts", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=None,
+        help=f"default: one per {CLIENTS_PER_PROCESS:,} clients, at least 2",
+    )
+    parser.add_argument("--deadline", type=float, default=180.0)
+    parser.add_argument("--kill-one", action="store_true",
+                        help="SIGKILL one worker halfway through the broadcasts")  # fmt: skip
+    parser.add_argument("--find-p95", type=float, metavar="MS",
+                        help="search for the most clients whose p95 stays under MS")  # fmt: skip
+    parser.add_argument("--find-low", type=int, default=500)
+    parser.add_argument("--find-high", type=int, default=10_000)
+    parser.add_argument("--find-steps", type=int, default=5)
+    parser.add_argument("--find-resolution", type=int, default=250)
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
     result = run_load(
@@ -289,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         interval=args.interval,
         client_processes=args.client_processes,
         deadline=args.deadline,
+        kill_one=args.kill_one,
+        find_p95_ms=args.find_p95,
+        find_low=args.find_low,
+        find_high=args.find_high,
+        find_steps=args.find_steps,
+        find_resolution=args.find_resolution,
     )
     print(markdown(result))
     if args.json:

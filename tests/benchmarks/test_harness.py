@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.pages import SHOWN
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 APPS = ("raw", "starlette", "fastapi", "litestar", "lilya", "channels", "tether", "tether_direct")
@@ -23,9 +25,9 @@ WORKLOADS = ("text", "json", "typed", "graph", "bare")
 
 
 def _results_snapshot() -> dict[str, float]:
-    if not RESULTS_DIR.exists():
-        return {}
-    return {p.name: p.stat().st_mtime for p in RESULTS_DIR.iterdir()}
+    """The committed results and the pages that show them (`benchmarks/pages.py`)."""
+    files = [*RESULTS_DIR.iterdir(), *(shown.page for shown in SHOWN.values())]
+    return {str(p): p.stat().st_mtime for p in files}
 
 
 def run_harness(out: Path, *flags: str, timeout: float = 240) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def run_harness(out: Path, *flags: str, timeout: float = 240) -> dict[str, Any]:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert _results_snapshot() == before, "the harness wrote into benchmarks/results/"
+    assert _results_snapshot() == before, "the harness wrote into benchmarks/results/ or its pages"
     assert (out / "latest.md").is_file()
     return json.loads((out / "latest.json").read_text())
 

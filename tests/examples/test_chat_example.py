@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
 from examples.chat.app import app_from_env, asyncapi_options, create_app
+from examples.chat.asyncapi import document_json, documented, write_docs
 from tether.asyncapi import generate
 from tether.brokers import MemoryBroker, RedisBroker
 from tether.testing import AppClient, HandshakeRejected, ServerClosed
@@ -195,11 +196,25 @@ def test_the_asyncapi_command_prints_the_document_in_the_docs():
         check=True,
     ).stdout
     assert json.loads(printed) == generate(create_app(), **asyncapi_options())
-    committed = ROOT / "docs" / "examples" / "chat-asyncapi.json"
-    assert printed == committed.read_text(), (
-        "docs/examples/chat-asyncapi.json is stale: "
-        "python -m examples.chat.asyncapi > docs/examples/chat-asyncapi.json"
+    assert printed == documented(), (
+        "the chat's AsyncAPI document in docs/asyncapi.md is stale: "
+        "python -m examples.chat.asyncapi --docs rewrites it"
     )
+
+
+def test_the_docs_option_rewrites_the_block_on_the_page(tmp_path: Path):
+    page = tmp_path / "asyncapi.md"
+    stale = '    {\n      "asyncapi": "2.6.0"\n    }\n'
+    head = "# AsyncAPI\n\n<!-- asyncapi: chat -->\n??? example\n\n    ```json\n"
+    page.write_text(f"{head}{stale}    ```\n\nAfter.\n")
+    assert documented(page) == '{\n  "asyncapi": "2.6.0"\n}\n'
+    write_docs(page)
+    assert documented(page) == document_json()
+    text = page.read_text()
+    assert text.startswith(
+        "# AsyncAPI\n\n<!-- asyncapi: chat -->\n??? example\n\n    ```json\n    {\n"
+    )
+    assert text.endswith("\n    }\n    ```\n\nAfter.\n") and "2.6.0" not in text
 
 
 # -- one setting for Redis ---------------------------------------------------------------

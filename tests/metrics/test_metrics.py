@@ -182,6 +182,19 @@ async def test_group_sizes_are_per_group_when_asked_for() -> None:
         assert registry.get_sample_value("tether_group_size", labels) == 2
 
 
+async def test_a_group_in_two_brokers_of_one_kind_is_one_series_with_their_sum() -> None:
+    from prometheus_client import generate_latest
+
+    registry = CollectorRegistry()
+    metrics = TetherMetrics(registry=registry, group_sizes=True)
+    first = type("First", (Echo,), {"broker": MemoryBroker(), "metrics": metrics})
+    second = type("Second", (Echo,), {"broker": MemoryBroker(), "metrics": metrics})
+    async with connect(first, "/"), connect(second, "/"), connect(second, "/"):
+        exposed = generate_latest(registry).decode().splitlines()
+    news = [line for line in exposed if line.startswith("tether_group_size{")]
+    assert news == ['tether_group_size{broker="MemoryBroker",group="news"} 3.0']
+
+
 async def test_refusals_by_an_error_before_accept_and_recoveries_are_counted() -> None:
     from tether.brokers.history import GroupHistory
 

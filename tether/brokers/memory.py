@@ -154,6 +154,13 @@ class MemoryBroker(Broker):
         """How many distinct keys are present in `group` (O(1))."""
         return self._presence.count(group)
 
+    def presence_counts(self) -> dict[str, tuple[int, int]]:
+        """`{group: (distinct keys, connections)}` present now, for every group with presence.
+
+        Synchronous and exact: what `TetherMetrics` reads at scrape time.
+        """
+        return self._presence.counts()
+
     def groups(self) -> list[str]:
         """The groups that have at least one member."""
         return self._table.groups()

@@ -181,3 +181,11 @@ class PresenceTable:
     def count(self, group: str) -> int:
         """How many distinct keys are present in `group`."""
         return len(self._counts.get(group, ()))
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """`{group: (distinct keys, connections)}` for every group with presence."""
+        with self._lock:
+            return {
+                group: (len(self._counts.get(group, ())), len(entries))
+                for group, entries in self._entries.items()
+            }

@@ -424,6 +424,15 @@ class RedisBroker(Broker):
         run = self._presence.count(group)
         return await run if self._bind() else await self._on_home_loop(run)
 
+    def presence_counts(self) -> dict[str, tuple[int, int]]:
+        """`{group: (distinct keys, connections)}` made present by this process's connections.
+
+        Synchronous, without a Redis call: what `TetherMetrics` reads at scrape
+        time. Other processes' members are not in it; `presence_count(group)`
+        asks Redis for the whole group.
+        """
+        return self._presence.entries.counts()
+
     def groups(self) -> list[str]:
         """The groups that have members in this process."""
         return self._table.groups()

@@ -209,6 +209,18 @@ class LocalEntries:
         """Forget all of `member`'s presence."""
         return self.by_member.pop(id(member), {})
 
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """`{group: (distinct keys, connections)}` of this process's presence, without Redis."""
+        keys: dict[str, set[str]] = {}
+        connections: dict[str, int] = {}
+        # Read from a scrape thread while the broker's loop changes them: each list() copies
+        # a dict in one C call, so no iteration sees a dict change size under it.
+        for groups in list(self.by_member.values()):
+            for group, record in list(groups.items()):
+                keys.setdefault(group, set()).add(record[1])
+                connections[group] = connections.get(group, 0) + 1
+        return {group: (len(keys[group]), count) for group, count in connections.items()}
+
 
 class RedisPresence:
     """`RedisBroker`'s presence: its scripts, its heartbeat task, its local entries and watchers.

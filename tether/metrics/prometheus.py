@@ -57,8 +57,10 @@ class TetherMetrics:
         spans: start an OpenTelemetry span per connection (a no-op when
             `opentelemetry-api` is not installed).
         tracer_provider: the `TracerProvider` for those spans (default: the global one).
-        group_sizes: also export `<namespace>_group_size{group=...}` for every
-            group with local members (one time series per group: mind the cardinality).
+        group_sizes: also export, per group, `<namespace>_group_size` for every
+            group with local members, and `<namespace>_presence_keys` and
+            `<namespace>_presence_connections` for every group with local presence
+            (time series per group: mind the cardinality).
     """
 
     def __init__(
@@ -176,6 +178,10 @@ class TetherMetrics:
             f"{ns}_broker_reconnects", "Times a broker got its connection back.", labels=["broker"]
         )
         by_kind: dict[str, list[int]] = {}
+        # Per (broker kind, group), summed over brokers of a kind: the labels cannot tell two
+        # MemoryBrokers apart, and one series per label set is all an exposition may hold.
+        group_sizes: dict[tuple[str, str], int] = {}
+        present: dict[tuple[str, str], list[int]] = {}  # [distinct keys, connections]
         for broker in brokers:
             kind = type(broker).__name__
             found = getattr(broker, "groups", None)
@@ -186,11 +192,17 @@ class TetherMetrics:
                 size = len(broker.members(group))
                 counts[1] += size
                 if self.group_sizes:
-                    sizes.add_metric([kind, group], size)
+                    group_sizes[kind, group] = group_sizes.get((kind, group), 0) + size
             count = getattr(broker, "reconnects", None)
             if count is not None:
                 counts[2] += count
                 counts[3] = 1
+            presence = getattr(broker, "presence_counts", None) if self.group_sizes else None
+            if callable(presence):
+                for group, (n_keys, n_connections) in presence().items():
+                    total = present.setdefault((kind, group), [0, 0])
+                    total[0] += n_keys
+                    total[1] += n_connections
         for kind, (n_groups, n_members, n_reconnects, reconnecting) in by_kind.items():
             groups.add_metric([kind], n_groups)
             members.add_metric([kind], n_members)
@@ -198,7 +210,29 @@ class TetherMetrics:
                 reconnects.add_metric([kind], n_reconnects)
         yield from (groups, members, reconnects)
         if self.group_sizes:
+            for labels, size in group_sizes.items():
+                sizes.add_metric(labels, size)
             yield sizes
+            yield from self._presence_families(present)
+
+    def _presence_families(self, present: dict[tuple[str, str], list[int]]) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        ns = self.namespace
+        keys = GaugeMetricFamily(
+            f"{ns}_presence_keys",
+            "Distinct presence keys in a group, from this process's connections.",
+            labels=["broker", "group"],
+        )
+        connections = GaugeMetricFamily(
+            f"{ns}_presence_connections",
+            "Connections present in a group, from this process.",
+            labels=["broker", "group"],
+        )
+        for labels, (n_keys, n_connections) in present.items():
+            keys.add_metric(labels, n_keys)
+            connections.add_metric(labels, n_connections)
+        yield from (keys, connections)
 
 
 def meter_of(cls: type) -> ControllerMeter | None:
