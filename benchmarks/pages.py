@@ -38,6 +38,7 @@ SHOWN = {
     "latest.md": Shown(ROOT / "docs" / "benchmarks.md", skip_lines=2),
     "durable.md": Shown(ROOT / "docs" / "benchmarks.md", skip_lines=2),
     "presence.md": Shown(ROOT / "docs" / "groups.md"),
+    "cluster_presence.md": Shown(ROOT / "docs" / "groups.md", skip_lines=2),
 }
 
 

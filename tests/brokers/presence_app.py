@@ -2,7 +2,8 @@
 
 `/ws/{room}?nick=NAME` makes the connection present in `room:{room}` under
 `NAME` and sends it the room's presence diffs; `{"who": true}` answers
-`{"present": ...}`, what `presence()` says on this process.
+`{"present": ...}`, what `presence()` says on this process. With
+`TETHER_REDIS_CLUSTER=1` the broker is a `RedisClusterBroker` on that URL.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from starlette.routing import WebSocketRoute
 
 import tether
 from tether import Query, WebSocket, WebSocketController
-from tether.brokers import RedisBroker
+from tether.brokers import RedisBroker, RedisClusterBroker
 
 
 class Room(WebSocketController):
     encoding = "json"
-    broker = RedisBroker(
+    broker = (RedisClusterBroker if os.environ.get("TETHER_REDIS_CLUSTER") else RedisBroker)(
         os.environ["TETHER_REDIS_URL"],
         presence_heartbeat=float(os.environ.get("TETHER_PRESENCE_HEARTBEAT", "5")),
     )

@@ -260,13 +260,6 @@ async def test_durable_group_recovers_on_the_cluster_with_its_keys_in_one_slot(
     assert len(slots) == 1
 
 
-async def test_presence_is_refused_with_a_clear_error(node_a: RedisClusterBroker) -> None:
-    with pytest.raises(ConfigurationError, match="does not keep presence"):
-        await node_a.track("room", Client().queue, "alice")
-    with pytest.raises(ConfigurationError, match="does not keep presence"):
-        await node_a.presence_count("room")
-
-
 def test_a_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="must not contain"):
         RedisClusterBroker("redis://127.0.0.1:7000", channel_prefix="app{1}:")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tether import Query, WebSocket, WebSocketController
-from tether.brokers import MemoryBroker
+from tether.brokers import Broker, Member, MemoryBroker
+from tether.brokers.groups import GroupTable
+from tether.frames import encode_frame
 from tether.testing import ServerClosed, connect
 
 pytestmark = pytest.mark.anyio
@@ -158,3 +162,50 @@ async def test_a_key_of_its_own_when_none_is_given() -> None:
     async with connect(Anonymous, "/"), connect(Anonymous, "/"):
         assert await broker.presence_count("lobby") == 2
     assert await broker.presence_count("lobby") == 0
+
+
+class GroupsOnly(Broker):
+    """A broker of the user's own that keeps groups but no presence."""
+
+    def __init__(self) -> None:
+        self.table = GroupTable()
+
+    async def subscribe(self, group: str, member: Member) -> None:
+        self.table.add(group, member)
+
+    async def unsubscribe(self, group: str, member: Member) -> None:
+        self.table.discard(group, member)
+
+    async def unsubscribe_all(self, member: Member) -> None:
+        self.table.discard_all(member)
+
+    async def publish(self, group: str, message: Any, *, exclude: Member | None = None) -> None:
+        self.table.deliver(group, encode_frame(message), exclude)
+
+
+@pytest.mark.parametrize("options", [{"presence": {}}, {"presence_events": True}])
+async def test_a_broker_without_presence_refuses_before_the_connection_joins(
+    options: dict[str, Any],
+) -> None:
+    broker = GroupsOnly()
+    seen: list[Exception] = []
+    joined: list[list[str]] = []
+
+    class Room(WebSocketController):
+        async def on_connect(self, websocket: WebSocket) -> None:
+            await websocket.accept()
+            try:
+                await self.join("lobby", **options)
+            except NotImplementedError as exc:
+                seen.append(exc)
+                joined.append(broker.table.groups())
+                await websocket.close(1008)
+
+    Room.broker = broker
+    assert not broker.keeps_presence and MemoryBroker().keeps_presence
+    async with connect(Room, "/") as ws:
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_text()
+    assert closed.value.code == 1008
+    assert "GroupsOnly keeps no presence" in str(seen[0])
+    assert joined == [[]]  # refused before it joined the group

@@ -14,7 +14,8 @@ a reconnecting client missed (`Recovery`); `broker.history()` reads it
 Presence (`track`, `presence`, `presence_count`, `watch_presence`, see
 `tether.brokers.presence`) says who is in a group: exactly, in process, with
 `MemoryBroker`; in Redis, across processes, with a heartbeat that removes a
-dead process's members, with `RedisBroker`.
+dead process's members, with `RedisBroker`, and on a Redis Cluster with
+`RedisClusterBroker` (each group's presence in its own slot).
 """
 
 from __future__ import annotations

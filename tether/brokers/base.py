@@ -107,6 +107,15 @@ class Broker(ABC):
         """
         return HistoryPage([], None, False)
 
+    @property
+    def keeps_presence(self) -> bool:
+        """Whether this broker keeps presence (`track`, `presence`, ...): it overrides `track`.
+
+        A controller's `join(presence=...)` checks it before joining, so a
+        broker without presence refuses such a join before anything happened.
+        """
+        return type(self).track is not Broker.track
+
     async def track(self, group: str, member: Member, key: str, payload: Any = None) -> None:
         """Make `member` present in `group` under `key`, with a small JSON `payload`.
 

@@ -126,6 +126,8 @@ class RedisBroker(Broker):
     `tether[hiredis]` for redis-py's C reply parser (faster reads).
     """
 
+    _presence_type: type[RedisPresence] = RedisPresence  # RedisClusterBroker's keeps one slot
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -178,7 +180,9 @@ class RedisBroker(Broker):
         self._loop: asyncio.AbstractEventLoop | None = None
         # 16 hex digits name this process in presence: every present member's
         # Redis entries carry it, and 64 random bits are plenty to tell processes apart.
-        self._presence = RedisPresence(self._prefix, self._origin[:16], presence_heartbeat, timeout)
+        self._presence = self._presence_type(
+            self._prefix, self._origin[:16], presence_heartbeat, timeout
+        )
         self.reconnects = 0
         """How many times the reader got Redis back after losing it (for metrics)."""
         self._reset_connection_state()

@@ -16,6 +16,7 @@ from redis.exceptions import AskError, MovedError, ResponseError
 from tether.brokers.base import Member
 from tether.brokers.history import GroupHistory, new_epoch
 from tether.brokers.redis import _HEADER_SIZE, _MAGIC, _REDIS_DOWN, RedisBroker
+from tether.brokers.redis_cluster_presence import ClusterPresence
 from tether.brokers.shard_names import group_of_tagged, tagged_name
 from tether.brokers.streams import READ_SCRIPT, SHARDED_PUBLISH_SCRIPT, read_reply
 from tether.di.compiler import ConfigurationError
@@ -58,7 +59,7 @@ class RedisClusterBroker(RedisBroker):
     ```
 
     Everything `RedisBroker` does, with the same arguments and the same
-    guarantees, except presence (see below). The differences:
+    guarantees. The differences:
 
     - A group's fan-out uses sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`,
       Redis 7 or newer): a message is sent to, and relayed by, only the
@@ -78,14 +79,18 @@ class RedisClusterBroker(RedisBroker):
       groups re-subscribed; groups with history catch up from their
       streams, as on a single Redis.
     - The PING health check runs on each node's subscriber connection.
-    - Presence (`join(presence=...)`, `presence()`, `presence_events`)
-      is not available: its sweep of dead processes spans keys of many
-      groups, which a cluster keeps on different shards. Those calls raise
-      `ConfigurationError`; use `RedisBroker` for groups that need presence.
+    - Presence (`join(presence=...)`, `presence()`, `presence_count()`,
+      `presence_events`) has `RedisBroker`'s guarantees, with every key of
+      a group in the group's slot (see `tether.brokers.redis_cluster_presence`):
+      the heartbeat refreshes and sweeps each group this process has members
+      in or watches, one script per group, pipelined per node.
 
     `channel_prefix` must not contain `{` or `}` (it would move the hash
     tag). The URL may name any node; the others are found from it.
     """
+
+    _presence_type = ClusterPresence
+    _presence: ClusterPresence
 
     def __init__(self, url: str = "redis://127.0.0.1:7000", **options: Any) -> None:
         """Configure the broker; the options are `RedisBroker`'s. Nothing connects yet."""
@@ -152,29 +157,6 @@ class RedisClusterBroker(RedisBroker):
         else:
             await self._on_home_loop(self._publish_sharded(slot, command))
 
-    async def track(self, group: str, member: Member, key: str, payload: Any = None) -> None:
-        """Not available on a cluster: raises `ConfigurationError` (see the class)."""
-        self._no_presence()
-
-    async def watch_presence(self, group: str, member: Member) -> None:
-        """Not available on a cluster: raises `ConfigurationError` (see the class)."""
-        self._no_presence()
-
-    async def presence(self, group: str) -> dict[str, list[Any]]:
-        """Not available on a cluster: raises `ConfigurationError` (see the class)."""
-        self._no_presence()
-
-    async def presence_count(self, group: str) -> int:
-        """Not available on a cluster: raises `ConfigurationError` (see the class)."""
-        self._no_presence()
-
-    def _no_presence(self) -> Any:
-        raise ConfigurationError(
-            "RedisClusterBroker does not keep presence: its sweep of dead processes spans "
-            "the keys of many groups, which a Redis Cluster keeps on different shards; "
-            "use RedisBroker (one Redis) for controllers that join with presence"
-        )
-
     # -- history: the same scripts, with the group's keys in its slot ----------
 
     async def _run_publish(self, item: tuple[str, GroupHistory, bytes]) -> None:
@@ -213,6 +195,7 @@ class RedisClusterBroker(RedisBroker):
         self._cluster = RedisCluster.from_url(self.url, **kwargs)
         self._publish_kept_script = self._cluster.register_script(SHARDED_PUBLISH_SCRIPT)
         self._read_script = self._cluster.register_script(READ_SCRIPT)
+        self._presence.bind(self._cluster)
         self._flush_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
@@ -228,6 +211,7 @@ class RedisClusterBroker(RedisBroker):
 
     async def _shutdown(self) -> None:
         task, cluster, unsent = self._reader_task, self._cluster, self._batch_sent
+        await self._presence.stop()
         self._reset_connection_state()
         if unsent is not None:
             unsent.set()  # never raises: those publishes reach local members only
@@ -245,6 +229,7 @@ class RedisClusterBroker(RedisBroker):
         async with anyio.create_task_group() as tg:
             self._task_group = tg
             tg.start_soon(self._write_forever)
+            tg.start_soon(self._presence.beat_forever)
             delay, failures = self.reconnect_delay, 0
             while True:
                 try:

@@ -28,8 +28,10 @@ Pub/sub payload of a presence change, on the group's own channel:
 where kind is b"j" (joined), b"l" (left) or b"r" (registered again: watchers
 are sent it as a leave and a join of the same entries).
 
-The scripts name keys they compute (a dead process's groups), so presence
-needs one Redis, not a cluster.
+The tick script names keys it computes (a dead process's groups, wherever
+they are), so this layout needs one Redis; on a cluster, `RedisClusterBroker`
+keeps a deadline per process in each group instead
+(`tether.brokers.redis_cluster_presence`).
 """
 
 from __future__ import annotations

@@ -262,7 +262,8 @@ class WebSocketController:
         the group under `presence_key` (default: a key of its own), on every
         process, until it leaves or closes; see `presence()`. A payload that is
         not JSON-able, or over 1,024 bytes of JSON, raises `TypeError` or
-        `ValueError` here, before joining. `presence_events=True` sends the
+        `ValueError` here, before joining, and so does a broker that keeps no
+        presence (`NotImplementedError`). `presence_events=True` sends the
         connection the group's presence diffs (`{"event": "presence_diff",
         ...}` frames, see the protocol page) as others come and go.
         """

@@ -60,9 +60,16 @@ class Membership:
     ) -> Recovery:
         """`join`, then watch the group's presence diffs and/or become present in it.
 
-        The key and payload are checked first, so a bad one (`TypeError`,
-        `ValueError`) leaves the connection where it was.
+        The broker, the key and the payload are checked first, so a refusal
+        (`NotImplementedError` from a broker that keeps no presence, `TypeError`
+        or `ValueError` for a bad key or payload) leaves the connection where it was.
         """
+        if not self.broker.keeps_presence:
+            raise NotImplementedError(
+                f"{type(self.broker).__name__} keeps no presence: join {group!r} without "
+                "presence, or use a broker that keeps it (MemoryBroker, RedisBroker, "
+                "RedisClusterBroker)"
+            )
         if present:
             encode_entry(key, payload)
         result = await self.join(group, since)
