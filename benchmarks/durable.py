@@ -7,7 +7,9 @@ ratio is history-on over history-off.
 
 - In process: a `MemoryBroker` with `members` members, each an `OutboundQueue`
   drained by its `run()` into a counting `send` (the eager send makes the
-  fan-out happen inside `publish`); a publish is timed until it returns.
+  fan-out happen inside `publish`); a publish is timed until it returns. The
+  group's history ring is full before timing starts, as in a group that has
+  run a while (`--cold`: from a fresh ring, see `publish_cost`).
 - Over Redis: a `RedisBroker` publishing to a group with one member in another
   Python process, on a throwaway `redis-server`; a publish is timed until it
   returns (one round trip either way: PUBLISH, or the history script that
@@ -73,11 +75,23 @@ async def _members(count: int, maxsize: int = 1024) -> list[tuple[Counter, Outbo
     return members
 
 
-async def publish_cost(members: int, publishes: int, rounds: int) -> dict[str, Any]:
-    """Seconds per in-process publish to `members` members, history on and off."""
+async def publish_cost(
+    members: int, publishes: int, rounds: int, *, cold: bool = False
+) -> dict[str, Any]:
+    """Seconds per in-process publish to `members` members, history on and off.
+
+    The history is first filled to its size, untimed and before the members
+    join, so the publishes timed are those of a group that has been running
+    a while: its ring full, each publish replacing the oldest message. With
+    `cold`, timing starts at a fresh ring instead, and the publishes also pay,
+    once per group, for the fresh memory the ring keeps as it first fills.
+    """
     broker = MemoryBroker(history=HISTORY)
     queues = await _members(members)
     times: dict[str, list[float]] = {KEPT: [], PLAIN: []}
+    if not cold:
+        for _ in range(HISTORY[KEPT].size):
+            await broker.publish(KEPT, MESSAGE)
     async with asyncio.TaskGroup() as tg:
         for _, queue in queues:
             tg.create_task(queue.run())
@@ -193,7 +207,12 @@ def _cell(times: dict[str, list[float]]) -> dict[str, Any]:
 
 
 def run(
-    members: Sequence[int], publishes: int, rounds: int, redis_publishes: int, missed: int
+    members: Sequence[int],
+    publishes: int,
+    rounds: int,
+    redis_publishes: int,
+    missed: int,
+    cold: bool = False,
 ) -> dict[str, Any]:
     """Every measurement; Redis ones skipped (with the reason) when no redis-server exists."""
     results: dict[str, Any] = {
@@ -203,8 +222,11 @@ def run(
             "rounds": rounds,
             "redis_publishes": redis_publishes,
             "missed": missed,
+            "cold": cold,
         },
-        "publish": {str(n): asyncio.run(publish_cost(n, publishes, rounds)) for n in members},
+        "publish": {
+            str(n): asyncio.run(publish_cost(n, publishes, rounds, cold=cold)) for n in members
+        },
         "recovery": {"memory": asyncio.run(recovery_time(missed))},
     }
     try:
@@ -259,10 +281,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=11, help="alternating batches of each")
     parser.add_argument("--redis-publishes", type=int, default=300, help="per batch, Redis")
     parser.add_argument("--missed", type=int, default=1000, help="messages to recover")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="time publishes from a fresh history ring, not a full one",
+    )
     parser.add_argument("--out", type=Path, default=None, help="directory for durable.json/.md")
     args = parser.parse_args(argv)
     members = [int(n) for n in args.members.split(",") if n]
-    results = run(members, args.publishes, args.rounds, args.redis_publishes, args.missed)
+    results = run(
+        members, args.publishes, args.rounds, args.redis_publishes, args.missed, args.cold
+    )
     table = render(results)
     print(table, flush=True)
     if args.out is not None:
