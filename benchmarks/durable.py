@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cold",
         action="store_true",
-        help="time publishes from a fresh history ring, not a full one",
+        help="time from a fresh history ring, not a full one",
     )
     parser.add_argument("--out", type=Path, default=None, help="directory for durable.json/.md")
     args = parser.parse_args(argv)
