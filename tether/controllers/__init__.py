@@ -6,6 +6,7 @@
 
 from tether.controllers.codecs import DecodeError
 from tether.controllers.controller import WebSocketController
+from tether.controllers.declared_groups import Group
 from tether.controllers.description import (
     ControllerInfo,
     DependencyInfo,
@@ -26,6 +27,7 @@ __all__ = [
     "ControllerInfo",
     "DecodeError",
     "DependencyInfo",
+    "Group",
     "HookInfo",
     "ParameterInfo",
     "RateLimit",

@@ -92,6 +92,9 @@ class WebSocketController:
         sends: message types the server sends besides return values (for AsyncAPI).
         calls: the calls the server makes with `call`, for AsyncAPI: each event
             and the `(data, result)` types of its payload and of the client's reply.
+        groups: the groups the class joins, for AsyncAPI: each group name or
+            `"prefix*"` pattern and the type published there, or a
+            `Group(type, history=..., presence_events=...)`.
         allowed_origins: origins a browser may connect from (exact,
             `https://*.example.org` or `"*"`); None (the default) checks nothing.
             A refused origin gets HTTP 403.
@@ -123,6 +126,7 @@ class WebSocketController:
     websocket_class: ClassVar[type[WebSocket]] = WebSocket
     sends: ClassVar[Sequence[Any]] = ()
     calls: ClassVar[Mapping[str, tuple[Any, Any]]] = {}  # never mutated: rebound
+    groups: ClassVar[Mapping[str, Any]] = {}  # never mutated: rebound
     allowed_origins: ClassVar[Sequence[str] | None] = None
     require_origin: ClassVar[bool] = False
     permissions: ClassVar[Sequence[Callable[..., Any]]] = ()
