@@ -1,6 +1,7 @@
 """tether: class-based WebSocket controllers with dependency injection, for any ASGI app."""
 
 from tether.controllers import (
+    CallClosed,
     CallError,
     CallTimeout,
     DecodeError,
@@ -18,6 +19,7 @@ from tether.controllers import (
 from tether.di import ConfigurationError, Cookie, Header, Provide, Query, override
 
 __all__ = [
+    "CallClosed",
     "CallError",
     "CallTimeout",
     "ConfigurationError",

@@ -17,11 +17,12 @@ from tether.controllers.description import (
 from tether.controllers.errors import WebSocketDisconnect, WebSocketException
 from tether.controllers.lifespan import lifespan
 from tether.controllers.limits import RateLimit
-from tether.controllers.requests import CallError, CallTimeout, RequestError
+from tether.controllers.requests import CallClosed, CallError, CallTimeout, RequestError
 from tether.controllers.routing import on
 from tether.controllers.websocket import WebSocket, WebSocketState
 
 __all__ = [
+    "CallClosed",
     "CallError",
     "CallTimeout",
     "ControllerInfo",
