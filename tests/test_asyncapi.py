@@ -362,6 +362,13 @@ def board_document() -> dict[str, Any]:
     return generate([WebSocketRoute("/boards/{board}", Board)], title="Boards", version="1")
 
 
+def chat_document(*, history: bool) -> dict[str, Any]:
+    """The chat example's document; with history its rooms' messages come in envelopes."""
+    from examples.chat.app import asyncapi_options, create_app
+
+    return generate(create_app(history=history), **asyncapi_options())
+
+
 def mixed_document() -> dict[str, Any]:
     routes = [
         ("/push", Pusher),
@@ -385,6 +392,8 @@ DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     "mixed": mixed_document,
     "shop": shop_document,
     "board": board_document,
+    "chat": lambda: chat_document(history=False),
+    "chat-history": lambda: chat_document(history=True),
 }
 
 
