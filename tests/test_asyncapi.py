@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
+import jsonschema
 import msgspec
 import pydantic
 import pytest
@@ -24,6 +25,7 @@ from starlette.testclient import TestClient
 
 from tether import (
     ConfigurationError,
+    Group,
     Header,
     Provide,
     Query,
@@ -32,6 +34,8 @@ from tether import (
     on,
 )
 from tether.asyncapi import asyncapi_routes, generate, render_page
+from tether.brokers import GroupHistory, MemoryBroker
+from tether.testing import connect
 
 PARSER_DIR = Path(__file__).parent / "asyncapi"
 INSTALL_TIMEOUT = 300
@@ -324,6 +328,47 @@ def shop_document() -> dict[str, Any]:
     return generate([("/shop", Shop)], title="Shop", version="1")
 
 
+@dataclasses.dataclass
+class Posted:
+    """A line posted to a board."""
+
+    nick: str
+    text: str
+
+
+class Board(WebSocketController):
+    """Boards that keep their history; presence in each; a news feed without history."""
+
+    encoding = "json"
+    broker = MemoryBroker(history={"board:*": GroupHistory(size=10)})
+    groups = {
+        "board:*": Group(Posted, presence_events=True),  # history: from the broker
+        "news": Notice,
+        "files": Group(bytes | Posted, history=True),
+        "anything": Group(Any, history=False),
+    }
+
+    async def on_connect(self, websocket: WebSocket, board: str, nick: str = Query()) -> None:
+        await websocket.accept()
+        self.group = f"board:{board}"
+        await self.join(self.group, presence={"nick": nick}, presence_key=nick,
+                        presence_events=True)  # fmt: skip
+
+    async def on_receive(self, data: dict[str, Any]) -> None:
+        await self.publish(self.group, Posted(data["nick"], data["text"]))
+
+
+def board_document() -> dict[str, Any]:
+    return generate([WebSocketRoute("/boards/{board}", Board)], title="Boards", version="1")
+
+
+def chat_document(*, history: bool) -> dict[str, Any]:
+    """The chat example's document; with history its rooms' messages come in envelopes."""
+    from examples.chat.app import asyncapi_options, create_app
+
+    return generate(create_app(history=history), **asyncapi_options())
+
+
 def mixed_document() -> dict[str, Any]:
     routes = [
         ("/push", Pusher),
@@ -346,6 +391,9 @@ DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     "echo": echo_document,
     "mixed": mixed_document,
     "shop": shop_document,
+    "board": board_document,
+    "chat": lambda: chat_document(history=False),
+    "chat-history": lambda: chat_document(history=True),
 }
 
 
@@ -539,6 +587,112 @@ def test_calls_are_checked_when_the_class_is_defined() -> None:
 
         class Listed(Shop):
             calls = ["confirm"]  # type: ignore[assignment]
+
+
+def sent_messages(document: dict[str, Any], channel: str) -> dict[str, dict[str, Any]]:
+    """The messages of a channel's `send` operation, by their key in the channel."""
+    refs = document["operations"][f"{channel}.send"]["messages"]
+    return {
+        ref["$ref"].rsplit("/", 1)[-1]: resolve(document, resolve(document, ref)["$ref"])
+        for ref in refs
+    }
+
+
+def matches(document: dict[str, Any], message: dict[str, Any], frame: Any) -> bool:
+    """Whether a frame is valid against a message's payload (its `$ref`s into the document)."""
+    schema = {**message["payload"], "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema).is_valid(frame)
+
+
+def test_declared_groups_add_their_messages_to_the_send_operation() -> None:
+    document = board_document()
+    sent = sent_messages(document, "Board")
+    assert list(sent) == [
+        "group.board", "presence_diff.board", "Notice", "group.files", "group.anything",
+    ]  # fmt: skip
+    envelope = sent["group.board"]["payload"]
+    assert envelope["required"] == ["group", "offset", "epoch", "data"]
+    assert envelope["properties"]["group"] == {"type": "string", "pattern": "^board:"}
+    assert envelope["properties"]["data"] == {"$ref": "#/components/schemas/Posted"}
+    diff = sent["presence_diff.board"]["payload"]
+    assert diff["properties"]["event"] == {"type": "string", "const": "presence_diff"}
+    assert diff["required"] == ["event", "group", "joins", "leaves"]
+    # A group without history sends its messages as published: the type itself.
+    assert sent["Notice"]["payload"] == {"$ref": "#/components/schemas/Notice"}
+    # bytes go in the envelope's "bytes", in base64, instead of "data".
+    files = sent["group.files"]["payload"]
+    assert files["properties"]["group"] == {"type": "string", "const": "files"}
+    assert files["oneOf"] == [{"required": ["data"]}, {"required": ["bytes"]}]
+    assert sent["group.anything"]["payload"] == {}  # untyped, bare: anything
+    description = document["operations"]["Board.send"]["description"]
+    assert "- `board:*`: each message in the history envelope" in description
+    assert "- `news`: each message as it was published (`Notice`)." in description
+
+
+def test_the_history_of_a_group_is_asked_of_the_broker() -> None:
+    class Plain(Board):
+        broker = MemoryBroker()
+
+    class Kept(Board):
+        broker = MemoryBroker(history=GroupHistory())  # every group
+        groups = {"news": Notice}
+
+    plain = sent_messages(generate([("/b/{board}", Plain)], title="t", version="1"), "Plain")
+    assert "group.board" not in plain and "Posted" in plain  # no history: bare
+    kept = sent_messages(generate([("/k", Kept)], title="t", version="1"), "Kept")
+    assert list(kept) == ["group.news"]
+    assert kept["group.news"]["payload"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/Notice"
+    }
+
+
+@pytest.mark.anyio
+async def test_the_frames_members_receive_match_the_document() -> None:
+    document = board_document()
+    sent = sent_messages(document, "Board")
+    envelope, diff = sent["group.board"], sent["presence_diff.board"]
+    app = Starlette(routes=[WebSocketRoute("/boards/{board}", Board)])
+    async with connect(app, "/boards/chess?nick=ada") as ada:
+        assert matches(document, diff, await ada.receive_json())  # her own arrival
+        async with connect(app, "/boards/chess?nick=bob"):
+            joined = await ada.receive_json()
+            assert joined["joins"] == {"bob": [{"nick": "bob"}]}
+            assert matches(document, diff, joined)
+            await ada.send_json({"nick": "ada", "text": "e4"})
+            posted = await ada.receive_json()
+            assert posted["data"] == {"nick": "ada", "text": "e4"}
+            assert matches(document, envelope, posted)
+            assert not matches(document, diff, posted)
+            assert not matches(document, envelope, posted["data"])  # bare: not the envelope
+        left = await ada.receive_json()
+        assert left["leaves"] == {"bob": [{"nick": "bob"}]} and matches(document, diff, left)
+
+
+def test_groups_are_checked_when_the_class_is_defined() -> None:
+    with pytest.raises(ConfigurationError, match=r"Listed\.groups must be a dict"):
+
+        class Listed(WebSocketController):
+            groups = ["room:*"]  # type: ignore[assignment]
+
+    with pytest.raises(ConfigurationError, match=r"Inner\.groups\['a\*b'\]: '\*' may only end"):
+
+        class Inner(WebSocketController):
+            groups = {"a*b": Notice}
+
+    with pytest.raises(ConfigurationError, match=r"Paired\.groups\['room:\*'\] must be the"):
+
+        class Paired(WebSocketController):
+            groups = {"room:*": (Notice, "history")}
+
+    with pytest.raises(ConfigurationError, match=r"Sized\.groups\['room'\]: history must be"):
+
+        class Sized(WebSocketController):
+            groups = {"room": Group(Notice, history=GroupHistory())}  # type: ignore[arg-type]
+
+    with pytest.raises(ConfigurationError, match=r"Watching\.groups\['room'\]: presence_events"):
+
+        class Watching(WebSocketController):
+            groups = {"room": Group(Notice, presence_events="yes")}  # type: ignore[arg-type]
 
 
 def test_routed_fallback_takes_any_other_object() -> None:

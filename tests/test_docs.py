@@ -766,6 +766,34 @@ def test_asyncapi():
         assert page.headers["content-type"].startswith("text/html")
 
 
+@covers("asyncapi_groups")
+@pytest.mark.anyio
+async def test_asyncapi_groups():
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    example = load("asyncapi_groups")
+    document = example.document
+    messages = document["components"]["messages"]
+    envelope = messages["group.board"]["payload"]
+    assert envelope["properties"]["group"] == {"type": "string", "pattern": "^board:"}
+    assert envelope["properties"]["data"] == {"$ref": "#/components/schemas/Posted"}
+    assert envelope["required"] == ["group", "offset", "epoch", "data"]
+    diff = messages["presence_diff.board"]["payload"]
+    assert diff["required"] == ["event", "group", "joins", "leaves"]
+    assert messages["Headline"]["payload"] == {"$ref": "#/components/schemas/Headline"}
+    # What a member receives is what the document says: the diff, then the envelope.
+    app = Starlette(routes=[WebSocketRoute("/boards/{board}", example.Board)])
+    async with connect(app, "/boards/chess") as ws:
+        joined = await ws.receive_json()
+        assert set(joined) == set(diff["required"]) and joined["event"] == "presence_diff"
+        await example.Board.broker.publish("board:chess", {"nick": "ada", "text": "e4"})
+        posted = await ws.receive_json()
+        assert list(posted) == envelope["required"] and posted["group"] == "board:chess"
+        await example.Board.broker.publish("news", {"title": "Fischer wins"})
+        assert await ws.receive_json() == {"title": "Fischer wins"}  # bare: no history
+
+
 # -- the site -----------------------------------------------------------------------------
 
 

@@ -1,9 +1,11 @@
 """tether: class-based WebSocket controllers with dependency injection, for any ASGI app."""
 
 from tether.controllers import (
+    CallClosed,
     CallError,
     CallTimeout,
     DecodeError,
+    Group,
     RateLimit,
     RequestError,
     WebSocket,
@@ -17,11 +19,13 @@ from tether.controllers import (
 from tether.di import ConfigurationError, Cookie, Header, Provide, Query, override
 
 __all__ = [
+    "CallClosed",
     "CallError",
     "CallTimeout",
     "ConfigurationError",
     "Cookie",
     "DecodeError",
+    "Group",
     "Header",
     "Provide",
     "Query",

@@ -116,7 +116,10 @@ def room_name(room: str) -> str:
 class ChatRoom(WebSocketController):
     """A chat room: what one member says reaches every member of the room."""
 
-    sends = [Said, Joined, Left, IsTyping, CaughtUp, Present]
+    sends = [CaughtUp, Present]  # sent by the controller itself, not to the room
+    # What is published to the rooms: as published, or (with history) in the envelope
+    # with its position, as the broker's history= decides.
+    groups = {"room:*": Said | Joined | Left | IsTyping}
 
     async def on_connect(
         self,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import anyio
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether import (
+    CallClosed,
     CallError,
     CallTimeout,
     ConfigurationError,
@@ -253,6 +255,9 @@ class Waiting(WebSocketController):
             self.outcome.append(str(exc))
             raise
 
+    async def on_disconnect(self, close_code: int) -> None:
+        self.outcome.append(f"disconnect {close_code}")
+
 
 class Closer(Waiting):
     @on("bye")
@@ -260,7 +265,15 @@ class Closer(Waiting):
         await self.websocket.close(4000, "bye")
 
 
-async def test_a_call_pending_when_the_app_closes_fails_with_connection_error() -> None:
+def tether_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the `tether` logger said at ERROR or above."""
+    records = caplog.records
+    return [r.getMessage() for r in records if r.name == "tether" and r.levelno >= logging.ERROR]
+
+
+async def test_a_call_pending_when_the_app_closes_fails_with_connection_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     Closer.outcome = []
     async with connect(Closer, "/") as ws:
         await ws.send_json({"type": "ask"})
@@ -269,7 +282,76 @@ async def test_a_call_pending_when_the_app_closes_fails_with_connection_error() 
         with pytest.raises(ServerClosed) as closed:
             await ws.receive_json()
         assert (closed.value.code, closed.value.reason) == (4000, "bye")
-    assert Closer.outcome == ["call 'confirm': the connection closed"]
+    # Re-raised, the call's error ends the handler like a disconnect: no ERROR traceback.
+    assert Closer.outcome == ["call 'confirm': the connection closed", "disconnect 4000"]
+    assert tether_errors(caplog) == []
+
+
+async def test_a_call_pending_when_the_client_closes_ends_like_a_disconnect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Waiting.outcome = []
+    async with connect(Waiting, "/") as ws:
+        await ws.send_json({"type": "ask"})
+        await ws.receive_json()
+        await ws.close(4001, "gone")
+    assert Waiting.outcome == ["call 'confirm': the connection closed", "disconnect 4001"]
+    assert tether_errors(caplog) == []
+
+
+class WaitingWithErrorReplies(Waiting):
+    reply_errors = True
+
+
+async def test_a_pending_request_whose_call_fails_on_close_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # With reply_errors, a handler that raises is logged and answered `internal_error`;
+    # a call that failed because the connection closed is neither: there is nobody to answer.
+    WaitingWithErrorReplies.outcome = []
+    async with connect(WaitingWithErrorReplies, "/") as ws:
+        await ws.send_json({"type": "ask", "ref": 1})
+        await ws.receive_json()
+        await ws.close(1001)
+    assert WaitingWithErrorReplies.outcome == [
+        "call 'confirm': the connection closed",
+        "disconnect 1001",
+    ]
+    assert tether_errors(caplog) == []
+
+
+class LateCaller(WebSocketController):
+    max_concurrency = 2
+    outcome: list[str]
+
+    @on("bye")
+    async def bye(self, data: dict) -> None:
+        await self.websocket.close(4000)
+        try:
+            await self.call("confirm")
+        except CallClosed as exc:
+            self.outcome.append(f"{type(exc).__name__}: {exc}")
+            raise ConnectionRefusedError("the database went away too") from None
+
+    async def on_disconnect(self, close_code: int) -> None:
+        self.outcome.append(f"disconnect {close_code}")
+
+
+async def test_call_after_close_raises_call_closed_and_other_connection_errors_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    LateCaller.outcome = []
+    async with connect(LateCaller, "/") as ws:
+        await ws.send_json({"type": "bye"})
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_json()
+        assert closed.value.code == 4000
+    assert LateCaller.outcome == [
+        "CallClosed: call 'confirm': the connection is closed",
+        "disconnect 4000",
+    ]
+    # Only a call's own CallClosed is taken for a disconnect: any other error is the app's.
+    assert tether_errors(caplog) == ["LateCaller: unhandled ConnectionRefusedError"]
 
 
 def slow_close(app: ASGIApp) -> ASGIApp:
@@ -323,7 +405,7 @@ async def test_a_close_under_way_reaches_the_client_though_a_pending_call_fails(
         with pytest.raises(ServerClosed) as closed:
             await ws.receive_json()
         assert (closed.value.code, closed.value.reason) == (4000, "bye")
-    assert Closer.outcome == ["call 'confirm': the connection closed"]
+    assert Closer.outcome == ["call 'confirm': the connection closed", "disconnect 4000"]
 
 
 class Todo(WebSocketController):

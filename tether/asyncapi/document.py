@@ -8,6 +8,10 @@ controller with `@on` routes also gets a `request` operation (an event with
 its `request_key`) whose reply is the `reply` or `errorReply` envelope.
 Each call the server makes (`calls`: `self.call(event, ...)`) is a `send`
 operation whose reply is the client's `call.<event>.reply` or `callErrorReply`.
+Each group in `groups` adds to the `send` operation what its members receive:
+the published types as they are, or in a group that keeps history the
+`group.<name>` envelope with the message's position; and with
+`presence_events`, the group's `presence_diff.<name>` frames.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tether.asyncapi.schemas import (
     union_members,
     value_schema,
 )
+from tether.controllers.declared_groups import Group, group_prefix
 from tether.controllers.description import ControllerInfo, HookInfo, describe_controller
 from tether.di.conversion import unwrap_annotated
 
@@ -40,6 +45,7 @@ BINARY = "application/octet-stream"
 
 _TEXT_SCHEMA = {"type": "string"}
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_REGEX_SPECIAL = frozenset("\\^$.|?*+()[]{}/")
 _CONVERTOR_NAMES = {"str": "string", "int": "integer", "float": "number", "uuid": "UUID"}
 
 
@@ -139,21 +145,22 @@ class _Channel:
         for annotation in info.sends:
             for key in self._value_messages(annotation, f"{self.cls.__name__}.sends"):
                 self._sending(key)
+        joined = [self._group(name, group) for name, group in info.groups.items()]
         key = getattr(self.cls, "request_key", None)
         if info.events and key is not None:
             self._requests(key)
         for event in sorted(info.calls):
             self._server_call(event, *info.calls[event])
         if self.sent:
-            self._operation(
-                "send",
-                {
-                    "action": "send",
-                    "channel": self._channel_ref(),
-                    "summary": "Messages the server sends: handler replies and `sends`.",
-                    "messages": [self._message_ref(key) for key in self.sent],
-                },
-            )
+            operation: dict[str, Any] = {
+                "action": "send",
+                "channel": self._channel_ref(),
+                "summary": "Messages the server sends: handler replies, `sends`"
+                + (" and group messages." if joined else "."),
+            }
+            _set(operation, "description", "\n".join(joined))
+            operation["messages"] = [self._message_ref(key) for key in self.sent]
+            self._operation("send", operation)
 
     # -- operations ---------------------------------------------------------------
 
@@ -293,6 +300,101 @@ class _Channel:
             },
         }
         self._operation(f"call.{event}", operation)
+
+    def _group(self, name: str, group: Group) -> str:
+        """Add what members of a declared group receive; return a line saying what it is."""
+        where = f"{self.cls.__name__}.groups[{name!r}]"
+        if group.history:
+            key = self._envelope(name, group.messages, where)
+            self._sending(key)
+            said = [f"each message in the history envelope with its position (`{key}`)"]
+        else:
+            keys = self._value_messages(group.messages, where)
+            if not keys:  # untyped: whatever is published, as it is
+                summary = f"A message published to `{name}`, as it was published."
+                keys = [self._message(f"group.{name}", f"group.{name}", {}, None, summary=summary)]
+            for key in keys:
+                self._sending(key)
+            said = ["each message as it was published (" + ", ".join(f"`{k}`" for k in keys) + ")"]
+        if group.presence_events:
+            key = self._presence_diff(name)
+            self._sending(key)
+            said.append(f"its presence diffs (`{key}`)")
+        return f"- `{name}`: " + "; ".join(said) + "."
+
+    def _envelope(self, name: str, messages: Any, where: str) -> str:
+        """A message of a group with history: `{"group", "offset", "epoch", "data"}`."""
+        base = unwrap_annotated(messages)[0]
+        members = (messages,) if is_discriminated(messages) else union_members(messages)
+        untyped = base in UNTYPED
+        json_members = [m for m in members if unwrap_annotated(m)[0] is not bytes]
+        properties: dict[str, Any] = {
+            "group": _group_name_schema(name),
+            "offset": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "1, 2, 3, ... within an epoch, with no gaps.",
+            },
+            "epoch": {
+                "type": "string",
+                "description": "The history's epoch: a new one means earlier positions are lost.",
+            },
+        }
+        required = ["group", "offset", "epoch"]
+        if untyped or json_members:
+            if untyped:
+                data: dict[str, Any] = {}
+            elif len(json_members) == 1:
+                data = self._schema(json_members[0], where)
+            else:
+                data = {"anyOf": [self._schema(m, where) for m in json_members]}
+            properties["data"] = data
+        has_bytes = untyped or len(json_members) < len(members)
+        if has_bytes:
+            properties["bytes"] = {
+                "type": "string",
+                "contentEncoding": "base64",
+                "description": "A `bytes` message, in base64, instead of `data`.",
+            }
+        payload: dict[str, Any] = {"type": "object", "properties": properties}
+        if "data" in properties and has_bytes:
+            payload["required"] = required
+            payload["oneOf"] = [{"required": ["data"]}, {"required": ["bytes"]}]
+        else:
+            payload["required"] = [*required, "data" if "data" in properties else "bytes"]
+        return self._message(
+            f"group.{name}",
+            f"group.{name}",
+            payload,
+            JSON,
+            summary=f"A message published to `{name}`, with its position "
+            "(keep `<epoch>:<offset>` to recover from).",
+        )
+
+    def _presence_diff(self, name: str) -> str:
+        """The frame watchers of a group's presence get as others join and leave."""
+        entries = {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {}},
+            "description": "Each key with one presence payload per connection.",
+        }
+        payload = {
+            "type": "object",
+            "properties": {
+                "event": {"type": "string", "const": "presence_diff"},
+                "group": _group_name_schema(name),
+                "joins": entries,
+                "leaves": dict(entries),
+            },
+            "required": ["event", "group", "joins", "leaves"],
+        }
+        return self._message(
+            f"presence_diff.{name}",
+            f"presence_diff.{name}",
+            payload,
+            JSON,
+            summary=f"Who became present in `{name}` and who left; apply `leaves` first.",
+        )
 
     def _call_schema(self, annotation: Any, where: str) -> dict[str, Any]:
         """A call's data or result: any JSON when untyped, `null` for None."""
@@ -447,6 +549,18 @@ def _bindings(handshake: Handshake) -> dict[str, Any] | None:
         return None
     binding["bindingVersion"] = WS_BINDING_VERSION
     return {"ws": binding}
+
+
+def _group_name_schema(name: str) -> dict[str, Any]:
+    """The `group` of a frame: the name itself, or any name a `"prefix*"` pattern matches."""
+    prefix = group_prefix(name)
+    if prefix is None:
+        return {"type": "string", "const": name}
+    if not prefix:
+        return {"type": "string"}
+    # Escaped by hand: Python's re.escape makes escapes ("\-") that ECMA-262 refuses.
+    escaped = "".join("\\" + c if c in _REGEX_SPECIAL else c for c in prefix)
+    return {"type": "string", "pattern": "^" + escaped}
 
 
 def _error_schema() -> dict[str, Any]:

@@ -6,6 +6,7 @@
 
 from tether.controllers.codecs import DecodeError
 from tether.controllers.controller import WebSocketController
+from tether.controllers.declared_groups import Group
 from tether.controllers.description import (
     ControllerInfo,
     DependencyInfo,
@@ -16,16 +17,18 @@ from tether.controllers.description import (
 from tether.controllers.errors import WebSocketDisconnect, WebSocketException
 from tether.controllers.lifespan import lifespan
 from tether.controllers.limits import RateLimit
-from tether.controllers.requests import CallError, CallTimeout, RequestError
+from tether.controllers.requests import CallClosed, CallError, CallTimeout, RequestError
 from tether.controllers.routing import on
 from tether.controllers.websocket import WebSocket, WebSocketState
 
 __all__ = [
+    "CallClosed",
     "CallError",
     "CallTimeout",
     "ControllerInfo",
     "DecodeError",
     "DependencyInfo",
+    "Group",
     "HookInfo",
     "ParameterInfo",
     "RateLimit",

@@ -24,6 +24,7 @@ from tether.controllers.errors import (
     close_quietly,
     refuse_with_status,
 )
+from tether.controllers.requests import CallClosed
 from tether.controllers.websocket import WebSocket, WebSocketState
 from tether.di.compiler import ParameterError
 from tether.di.resolver import Context
@@ -81,6 +82,8 @@ async def failed(controller: WebSocketController, exc: BaseException, ctx: Conte
     """Close for an exception from a hook; return on_disconnect's code (None: not accepted)."""
     websocket = ctx.websocket
     name = type(controller).__name__
+    if isinstance(exc, CallClosed):  # a call its closing connection left unanswered
+        return await close_code(controller) if websocket.accepted else None
     if isinstance(exc, WebSocketDisconnect):  # the client is gone
         if websocket.client_state is DISCONNECTED:
             # A send that failed says 1006; the loop may have read the client's own code.

@@ -20,6 +20,7 @@ from tether.controllers.codecs import (
     compile_decoder,
     frame_reader,
 )
+from tether.controllers.declared_groups import check_groups
 from tether.controllers.guards import OriginPolicy, Permission
 from tether.controllers.limits import RateLimit
 from tether.controllers.routing import events_of
@@ -349,6 +350,7 @@ def _compile_guards(cls: Any, plan: ControllerPlan) -> None:
             f"got {key!r}"
         )
     _check_calls(owner, cls.calls, plan)
+    check_groups(owner, cls.groups)
     plan.guards_handshake = plan.origins is not None or bool(plan.subprotocols)
     plan.checks_messages = plan.max_message_size is not None or plan.rate_limit is not None
     plan.loop_alone = plan.idle_timeout is None and plan.max_concurrency == 1

@@ -52,6 +52,7 @@ from tether.controllers.requests import (
     HANDLER_RAISED,
     INVALID_DATA,
     UNKNOWN_EVENT,
+    CallClosed,
     PendingCalls,
     RequestError,
     error_reply,
@@ -92,6 +93,9 @@ class WebSocketController:
         sends: message types the server sends besides return values (for AsyncAPI).
         calls: the calls the server makes with `call`, for AsyncAPI: each event
             and the `(data, result)` types of its payload and of the client's reply.
+        groups: the groups the class joins, for AsyncAPI: each group name or
+            `"prefix*"` pattern and the type published there, or a
+            `Group(type, history=..., presence_events=...)`.
         allowed_origins: origins a browser may connect from (exact,
             `https://*.example.org` or `"*"`); None (the default) checks nothing.
             A refused origin gets HTTP 403.
@@ -123,6 +127,7 @@ class WebSocketController:
     websocket_class: ClassVar[type[WebSocket]] = WebSocket
     sends: ClassVar[Sequence[Any]] = ()
     calls: ClassVar[Mapping[str, tuple[Any, Any]]] = {}  # never mutated: rebound
+    groups: ClassVar[Mapping[str, Any]] = {}  # never mutated: rebound
     allowed_origins: ClassVar[Sequence[str] | None] = None
     require_origin: ClassVar[bool] = False
     permissions: ClassVar[Sequence[Callable[..., Any]]] = ()
@@ -636,8 +641,8 @@ class WebSocketController:
                     result = await self._call(hook, bound, ctx, data)
             except RequestError as exc:
                 reply = {key: request_id, "ok": False, "error": exc.as_error()}
-            except WebSocketException:
-                raise
+            except (WebSocketException, CallClosed):
+                raise  # a close, or a call the closing connection left unanswered
             except Exception as exc:
                 if not plan.reply_errors:
                     raise
@@ -665,14 +670,16 @@ class WebSocketController:
         The frame is `{event_key: event, "call": n, "data": data}` (calls
         count on their own, apart from the client's request ids, see
         docs/protocol.md); the client answers `{"call": n, "ok": true,
-        "data": ...}`. Raises `CallTimeout` (naming the
-        event) when no reply comes within `timeout` seconds, `CallError` when
-        the client answers with an error, `ConnectionError` when the
-        connection ends first. The reply is read by the receive loop, so the
-        class needs `@on` routes and `max_concurrency > 1` (as SignalR's
-        client results need parallel invocations), and `call` works from a
-        handler, not from `on_connect`. Declare the calls in `calls`
-        (`{"confirm": (Question, bool)}`) to have them in the AsyncAPI document.
+        "data": ...}`. Raises `CallTimeout` (naming the event) when no reply
+        comes within `timeout` seconds, `CallError` when the client answers
+        with an error, and `CallClosed` (a `ConnectionError`) when the
+        connection ends first; left to propagate, that one ends the handler
+        like a client disconnect (no `on_error`, no ERROR log). The reply is
+        read by the receive loop, so the class needs `@on` routes and
+        `max_concurrency > 1` (as SignalR's client results need parallel
+        invocations), and `call` works from a handler, not from `on_connect`.
+        Declare the calls in `calls` (`{"confirm": (Question, bool)}`) to have
+        them in the AsyncAPI document.
         """
         if not self._plan.routes or self._plan.max_concurrency < 2:
             raise RuntimeError(
@@ -684,6 +691,8 @@ class WebSocketController:
                 f"{type(self).__name__}.call({event!r}) before the receive loop runs "
                 "(in on_connect?): nothing would read the reply"
             )
+        if self.websocket.application_state is not CONNECTED:  # closed: no reply can come
+            raise CallClosed(event, "the connection is closed")
         calls = self._calls
         if calls is None:
             calls = self._calls = PendingCalls()
@@ -694,8 +703,8 @@ class WebSocketController:
             )
         except OSError:
             calls.waiting.pop(call_id, None)
-            client_gone(self.websocket)
-            raise ConnectionError(f"call {event!r}: the client has gone") from None
+            self.websocket.application_state = DISCONNECTED  # as client_gone, but CallClosed
+            raise CallClosed(event, "the client has gone") from None
         return await calls.wait(call_id, waiter, timeout)
 
     async def _call(

@@ -3,7 +3,8 @@
 `describe_controller(Chat)` says what a controller's hooks, `@on` handlers
 and permissions take (every parameter: where its value comes from, its name
 there, its annotation and default, and the dependencies below it), what they
-return, and which message types the class lists in `sends`. It is built from
+return, which message types the class lists in `sends`, and the calls and
+groups it declares (`calls`, `groups`). It is built from
 what tether compiled when the class was defined, so it says what tether does,
 not a second reading of the signatures; AsyncAPI documents are made from it.
 """
@@ -17,6 +18,7 @@ from typing import Any, Literal, NamedTuple
 
 from tether.controllers._plan import HookPlan
 from tether.controllers.controller import WebSocketController
+from tether.controllers.declared_groups import Group, group_prefix
 from tether.di.compiler import LEVEL_NAMES, Param, type_hints
 
 __all__ = [
@@ -111,6 +113,9 @@ class ControllerInfo(NamedTuple):
         sends: The message types listed in `sends`, besides return values.
         calls: Each event the server calls (`calls`, made with `call`) and
             the `(data, result)` types of its payload and of the reply.
+        groups: Each group name or `"prefix*"` pattern in `groups`, as a
+            `Group` whose `history` is always True or False: where the class
+            left it None, the broker's `history=` setting decided.
     """
 
     controller: type[WebSocketController]
@@ -123,6 +128,7 @@ class ControllerInfo(NamedTuple):
     permissions: tuple[HookInfo, ...]
     sends: tuple[Any, ...]
     calls: Mapping[str, tuple[Any, Any]] = MappingProxyType({})
+    groups: Mapping[str, Group] = MappingProxyType({})
 
     @property
     def hooks(self) -> tuple[HookInfo, ...]:
@@ -177,7 +183,20 @@ def describe_controller(controller: type[WebSocketController]) -> ControllerInfo
         permissions=permissions,
         sends=tuple(controller.sends),
         calls=MappingProxyType(dict(controller.calls)),
+        groups=MappingProxyType(
+            {key: _group(controller, key, declared) for key, declared in controller.groups.items()}
+        ),
     )
+
+
+def _group(controller: type[WebSocketController], key: str, declared: Any) -> Group:
+    """A `groups` entry as a `Group`, its history decided (by the broker where left None)."""
+    group = declared if isinstance(declared, Group) else Group(declared)
+    if group.history is not None:
+        return group
+    prefix = group_prefix(key)
+    kept = controller.broker.history_of(key if prefix is None else prefix) is not None
+    return Group(group.messages, history=kept, presence_events=group.presence_events)
 
 
 def _hook(name: str, function: Callable[..., Any], params: tuple[Param, ...]) -> HookInfo:

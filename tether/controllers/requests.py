@@ -22,6 +22,7 @@ __all__ = [
     "HANDLER_RAISED",
     "INVALID_DATA",
     "UNKNOWN_EVENT",
+    "CallClosed",
     "CallError",
     "CallTimeout",
     "PendingCalls",
@@ -73,6 +74,20 @@ class CallError(Exception):
         self.data = data
 
 
+class CallClosed(ConnectionError):
+    """A call got no reply because its connection closed (or the client had gone) first.
+
+    A `ConnectionError`, so `except ConnectionError` catches it. Left to
+    propagate out of a handler, it ends the handler like a client
+    disconnect does: no `on_error`, no ERROR log, and `on_disconnect` gets
+    the connection's real close code.
+    """
+
+    def __init__(self, event: str, why: str = "the connection closed") -> None:
+        super().__init__(f"call {event!r}: {why}")
+        self.event = event
+
+
 class CallTimeout(TimeoutError):
     """No reply to a call within its timeout; `event` names the call."""
 
@@ -113,7 +128,7 @@ class PendingCalls:
 
     Ids count up from 1 per connection under the key `"call"`, apart from the
     client's own request ids (`"ref"`), so the two directions never clash.
-    When the connection ends, `close` fails every waiter with `ConnectionError`.
+    When the connection ends, `close` fails every waiter with `CallClosed`.
     """
 
     __slots__ = ("_next", "closed", "waiting")
@@ -126,13 +141,13 @@ class PendingCalls:
     def open(self, event: str) -> tuple[int, _Waiter]:
         """A fresh id and the waiter its reply resolves."""
         if self.closed:
-            raise ConnectionError(f"call {event!r}: the connection is closed")
+            raise CallClosed(event, "the connection is closed")
         self._next += 1
         waiter = self.waiting[self._next] = _Waiter(event)
         return self._next, waiter
 
     async def wait(self, call_id: int, waiter: _Waiter, timeout: float) -> Any:
-        """The reply's data; raises `CallTimeout`, `CallError` or `ConnectionError`."""
+        """The reply's data; raises `CallTimeout`, `CallError` or `CallClosed`."""
         try:
             with anyio.move_on_after(timeout):
                 await waiter.done.wait()
@@ -168,6 +183,6 @@ class PendingCalls:
         """The connection ended: every call still waiting fails now."""
         self.closed = True
         for waiter in self.waiting.values():
-            waiter.error = ConnectionError(f"call {waiter.event!r}: the connection closed")
+            waiter.error = CallClosed(waiter.event)
             waiter.done.set()
         self.waiting.clear()
