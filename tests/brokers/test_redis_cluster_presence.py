@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+import redis
 import redis.asyncio
 from anyio.streams.buffered import BufferedByteReceiveStream
 from broker_helpers import WAIT, Client, running
@@ -398,6 +399,15 @@ async def test_a_bad_payload_on_a_cluster_is_refused_before_the_connection_joins
     assert await keys_left(redis_cluster, prefix) == {}
 
 
+# redis-py before 8.2 (the last release for Python 3.10 is 8.1) lets a command for a healthy
+# shard fail while another master is down: its cluster client reconnects to the down node.
+REDIS_PY = tuple(int(part) for part in redis.__version__.split(".")[:2])
+
+
+@pytest.mark.skipif(
+    REDIS_PY < (8, 2),
+    reason=f"redis-py {redis.__version__} fails commands on healthy shards while a master is down",
+)
 async def test_a_master_down_costs_only_its_own_groups_and_they_come_back_with_it(
     private_redis_cluster: RedisClusterServers, prefix: str
 ) -> None:

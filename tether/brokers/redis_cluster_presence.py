@@ -379,10 +379,12 @@ class ClusterPresence(RedisPresence):
     async def _tick_groups(self, groups: list[str], held: Counter[str]) -> int:
         """Tick `groups` (one node's) in one pipeline; register lost entries again."""
         assert self.cluster is not None
-        script = self._scripts["tick"]
+        sha = self._scripts["tick"].sha
         pipe = self.cluster.pipeline()
         for group in groups:
-            await script(keys=self.names(group).all, args=self._tick_args(group, held), client=pipe)
+            keys = self.names(group).all
+            # As a command, not `evalsha`: redis-py before 8.2 refuses that in a cluster pipeline.
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *self._tick_args(group, held))
         replies = await pipe.execute(raise_on_error=False)
         swept = 0
         for group, reply in zip(groups, replies, strict=True):
@@ -443,6 +445,10 @@ class ClusterPresence(RedisPresence):
             except (*REDIS_DOWN, TimeoutError) as exc:
                 if not failing:
                     logger.warning("RedisClusterBroker presence heartbeat failed: %s", exc)
+                failing = True
+            except Exception:
+                # Anything else is a bug, but it must not take the broker's links down with it.
+                logger.exception("RedisClusterBroker presence heartbeat failed")
                 failing = True
             else:
                 failing = False

@@ -435,6 +435,10 @@ class RedisPresence:
                 if not failing:
                     logger.warning("RedisBroker presence heartbeat failed: %s", exc)
                 failing = True
+            except Exception:
+                # Anything else is a bug; the next beat tries again rather than none ever does.
+                logger.exception("RedisBroker presence heartbeat failed")
+                failing = True
             else:
                 failing = False
             await asyncio.sleep(self.heartbeat / 2)
