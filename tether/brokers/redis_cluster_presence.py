@@ -200,6 +200,8 @@ class ClusterPresence(RedisPresence):
     presence to keep.
     """
 
+    _broker_name = "RedisClusterBroker"
+
     def __init__(self, prefix: bytes, origin: bytes, heartbeat: float, timeout: float) -> None:
         super().__init__(prefix, origin, heartbeat, timeout)
         self.prefix = prefix
@@ -430,20 +432,6 @@ class ClusterPresence(RedisPresence):
             with anyio.CancelScope() as scope:
                 self._beating = scope
                 await self._wanted.wait()
-                await self._beat()
+                await self._beat_forever()
         finally:
             done.set()
-
-    async def _beat(self) -> None:
-        failing = False
-        while True:
-            try:
-                with anyio.fail_after(self.timeout):
-                    await self.tick()
-            except (*REDIS_DOWN, TimeoutError) as exc:
-                if not failing:
-                    logger.warning("RedisClusterBroker presence heartbeat failed: %s", exc)
-                failing = True
-            else:
-                failing = False
-            await anyio.sleep(self.heartbeat / 2)

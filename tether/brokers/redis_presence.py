@@ -229,6 +229,8 @@ class RedisPresence:
     use and owned by the broker, which cancels and awaits it in `stop()`.
     """
 
+    _broker_name = "RedisBroker"  # in the heartbeat's log lines
+
     def __init__(self, prefix: bytes, origin: bytes, heartbeat: float, timeout: float) -> None:
         if not heartbeat > 0:
             raise ValueError(
@@ -426,6 +428,7 @@ class RedisPresence:
         return int(swept)
 
     async def _beat_forever(self) -> None:
+        """Tick every half heartbeat until cancelled; a run of failures is logged once."""
         failing = False
         while True:
             try:
@@ -433,7 +436,7 @@ class RedisPresence:
                     await self.tick()
             except (*REDIS_DOWN, TimeoutError) as exc:
                 if not failing:
-                    logger.warning("RedisBroker presence heartbeat failed: %s", exc)
+                    logger.warning("%s presence heartbeat failed: %s", self._broker_name, exc)
                 failing = True
             else:
                 failing = False
