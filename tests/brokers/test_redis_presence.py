@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import textwrap
 import uuid
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 import redis.asyncio
-from anyio.streams.buffered import BufferedByteReceiveStream
 from broker_helpers import WAIT, Client, running
+from presence_scenarios import (
+    a_killed_process_members_leave_once_per_group,
+    diffs,
+    stop_takes_members_out_and_a_restart_brings_them_back,
+    worker_command,
+)
 
 from tether.brokers import RedisBroker
 from tether.testing.redis import RedisServer
@@ -53,10 +55,6 @@ async def node_b(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisB
 async def keys_left(server: RedisServer, prefix: str) -> list[bytes]:
     async with redis.asyncio.Redis.from_url(server.url) as client:
         return sorted(await client.keys(prefix + "*"))
-
-
-def diffs(client: Client) -> list[dict]:
-    return [json.loads(text) for text in client.texts]
 
 
 async def test_two_processes_agree_and_watchers_on_both_hear_every_change(
@@ -150,83 +148,21 @@ async def test_a_process_that_was_swept_registers_its_members_again(
     assert await keys_left(redis_server, prefix) == []
 
 
-# A worker process: makes two members present, says "ready", then waits to be killed.
-WORKER = textwrap.dedent(
-    """
-    import sys
-    import anyio
-    from tether.brokers import OutboundQueue, RedisBroker
-
-    url, prefix, heartbeat = sys.argv[1], sys.argv[2], float(sys.argv[3])
-
-    async def send(message):
-        pass
-
-    async def main():
-        async with RedisBroker(url, channel_prefix=prefix, presence_heartbeat=heartbeat) as b:
-            for name in ("carol", "dave"):
-                queue = OutboundQueue(send)
-                await b.subscribe("room", queue)
-                await b.track("room", queue, name, {"device": "desk"})
-            print("ready", flush=True)
-            await anyio.sleep(60)
-
-    anyio.run(main)
-    """
-)
-
-
 async def test_a_killed_process_members_leave_with_one_leave_diff(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    watch_a, watch_b = Client("wa"), Client("wb")
-    command = [sys.executable, "-c", WORKER, redis_server.url, prefix, str(HEARTBEAT)]
-    async with running(watch_a, watch_b), await anyio.open_process(command) as worker:
-        output = BufferedByteReceiveStream(worker.stdout)  # type: ignore[arg-type]
-        with anyio.fail_after(WAIT):
-            assert await output.receive_until(b"\n", 1024) == b"ready"
-        for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
-            await node.subscribe("room", watcher.queue)
-            await node.watch_presence("room", watcher.queue)
-        assert await node_a.presence_count("room") == 2
-        worker.kill()
-        await worker.wait()
-        await watch_a.wait_for(1)
-        await watch_b.wait_for(1)
-        assert await node_b.presence("room") == {}
-        # Both processes sweep; the leave is announced once, by whichever was first.
-        await anyio.sleep(HEARTBEAT * 2)
-        for watcher in (watch_a, watch_b):
-            [leave] = diffs(watcher)
-            assert leave["joins"] == {}
-            assert leave["leaves"] == {"carol": [{"device": "desk"}], "dave": [{"device": "desk"}]}
-        await node_a.unsubscribe_all(watch_a.queue)
-        await node_b.unsubscribe_all(watch_b.queue)
-    assert await keys_left(redis_server, prefix) == []
+    command = worker_command(RedisBroker, redis_server.url, prefix, HEARTBEAT, ["room"])
+    await a_killed_process_members_leave_once_per_group(
+        node_a, node_b, command, ["room"], HEARTBEAT, lambda: keys_left(redis_server, prefix)
+    )
 
 
 async def test_stop_takes_members_out_of_redis_and_a_restart_brings_them_back(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    member, watcher = Client(), Client("watcher")
-    async with running(watcher):
-        await node_b.subscribe("room", watcher.queue)
-        await node_b.watch_presence("room", watcher.queue)
-        await node_a.track("room", member.queue, "ada", {"device": "laptop"})
-        await watcher.wait_for(1)
-        await node_a.stop()  # as at an app's shutdown, before its connections ended
-        await watcher.wait_for(2)
-        assert json.loads(watcher.texts[1])["leaves"] == {"ada": [{"device": "laptop"}]}
-        assert await node_b.presence("room") == {}
-        await node_a.start()  # the broker is used again: its members are registered again
-        await watcher.wait_for(3)
-        # Registered again: a leave and a join of the same entry, so a client that
-        # applies leaves first ends with ada once, whether or not it heard her leave.
-        again = json.loads(watcher.texts[2])
-        assert again["leaves"] == again["joins"] == {"ada": [{"device": "laptop"}]}
-        await node_a.untrack_all(member.queue)
-        await node_b.unsubscribe_all(watcher.queue)
-    assert await keys_left(redis_server, prefix) == []
+    await stop_takes_members_out_and_a_restart_brings_them_back(
+        node_a, node_b, lambda: keys_left(redis_server, prefix)
+    )
 
 
 @pytest.mark.parametrize("heartbeat", [0, -1.0])
