@@ -201,6 +201,12 @@ class ClusterPresence(RedisPresence):
     """
 
     _broker_name = "RedisClusterBroker"
+    _sources = {
+        "track": TRACK_SCRIPT,
+        "untrack": UNTRACK_SCRIPT,
+        "tick": TICK_SCRIPT,
+        "read": READ_SCRIPT,
+    }
 
     def __init__(self, prefix: bytes, origin: bytes, heartbeat: float, timeout: float) -> None:
         super().__init__(prefix, origin, heartbeat, timeout)
@@ -217,15 +223,8 @@ class ClusterPresence(RedisPresence):
 
     def bind(self, client: Any) -> None:
         """Use `client` (a `RedisCluster`) for presence; beat again if there are entries."""
-        self.client = self.cluster = client
-        self._scripts = {
-            "track": client.register_script(TRACK_SCRIPT),
-            "untrack": client.register_script(UNTRACK_SCRIPT),
-            "tick": client.register_script(TICK_SCRIPT),
-            "read": client.register_script(READ_SCRIPT),
-        }
-        if self.entries:
-            self.ensure_running()
+        self.cluster = client
+        super().bind(client)
 
     def ensure_running(self) -> None:
         """Wake the heartbeat loop (it runs in the broker's task group)."""

@@ -230,6 +230,11 @@ class RedisPresence:
     """
 
     _broker_name = "RedisBroker"  # in the heartbeat's log lines
+    _sources: dict[str, str] = {
+        "track": TRACK_SCRIPT,
+        "untrack": UNTRACK_SCRIPT,
+        "tick": TICK_SCRIPT,
+    }
 
     def __init__(self, prefix: bytes, origin: bytes, heartbeat: float, timeout: float) -> None:
         if not heartbeat > 0:
@@ -257,11 +262,7 @@ class RedisPresence:
     def bind(self, client: Redis) -> None:
         """Use `client` for presence; restart the heartbeat if this process has entries."""
         self.client = client
-        self._scripts = {
-            "track": client.register_script(TRACK_SCRIPT),
-            "untrack": client.register_script(UNTRACK_SCRIPT),
-            "tick": client.register_script(TICK_SCRIPT),
-        }
+        self._scripts = {name: client.register_script(text) for name, text in self._sources.items()}
         if self.entries:
             self.ensure_running()
 
