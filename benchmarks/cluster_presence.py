@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pages import show_on_page
+from benchmarks.pages import write_results
 
 PAYLOAD = {"id": "u12345", "name": "Ada Lovelace", "device": "laptop"}
 SLOW_HEARTBEAT = 600.0  # the broker's own heartbeat stays out of the count
@@ -245,10 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render(results)
     print(table, flush=True)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "cluster_presence.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.out / "cluster_presence.md").write_text(table + "\n")
-        show_on_page(args.out / "cluster_presence.md")
+        write_results(args.out, "cluster_presence", results, table)
     return 0
 
 

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pages import show_on_page
+from benchmarks.pages import write_results
 from tether.brokers import MemoryBroker
 
 PAYLOAD = {"id": "u12345", "name": "Ada Lovelace", "device": "laptop"}
@@ -258,10 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render(results)
     print(table, flush=True)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "presence.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.out / "presence.md").write_text(table + "\n")
-        show_on_page(args.out / "presence.md")
+        write_results(args.out, "presence", results, table)
     return 0
 
 
