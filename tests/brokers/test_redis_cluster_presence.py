@@ -7,7 +7,6 @@ three shards and ends by scanning every node for keys left behind.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import anyio
@@ -41,12 +40,6 @@ GROUPS = [f"room:{i}" for i in range(9)] + ["a{b}", ""]
 def anyio_backend() -> str:
     """redis.asyncio only runs on asyncio."""
     return "asyncio"
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A key and channel prefix no other test uses, so tests can share one cluster."""
-    return f"t{uuid.uuid4().hex[:8]}:"
 
 
 def cluster_broker(cluster: RedisClusterServers, prefix: str) -> RedisClusterBroker:

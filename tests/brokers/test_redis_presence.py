@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import anyio
@@ -28,12 +27,6 @@ HEARTBEAT = 1.0  # a loaded machine may stall a live process for half a second
 def anyio_backend() -> str:
     """redis.asyncio only runs on asyncio."""
     return "asyncio"
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A key and channel prefix no other test uses, so tests can share one server."""
-    return f"t{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture
