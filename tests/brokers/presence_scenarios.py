@@ -21,6 +21,7 @@ from broker_helpers import WAIT, Client, running
 
 from tether.brokers import RedisBroker
 
+HEARTBEAT = 1.0  # a loaded machine may stall a live process for half a second
 KeysLeft = Callable[[], Awaitable[Any]]  # the keys under the test's prefix; falsy when none
 
 
@@ -145,4 +146,75 @@ async def stop_takes_members_out_and_a_restart_brings_them_back(
         assert await node_b.presence("room") == {"ada": [{"device": "laptop"}]}
         await node_a.untrack_all(member.queue)
         await node_b.unsubscribe_all(watcher.queue)
+    assert not await keys_left()
+
+
+async def two_processes_agree_and_watchers_hear_each_change(
+    node_a: RedisBroker, node_b: RedisBroker, groups: Sequence[str], keys_left: KeysLeft
+) -> None:
+    """ada joins on one broker, bob on the other, in each group; bob leaves; ada leaves."""
+    ada, bob, watch_a, watch_b = Client("ada"), Client("bob"), Client("wa"), Client("wb")
+    laptop, phone = {"ada": [{"device": "laptop"}]}, {"bob": [{"device": "phone"}]}
+    async with running(ada, bob, watch_a, watch_b):
+        for group in groups:
+            for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
+                await node.subscribe(group, watcher.queue)
+                await node.watch_presence(group, watcher.queue)
+            await node_a.subscribe(group, ada.queue)
+            await node_a.track(group, ada.queue, "ada", {"device": "laptop"})
+            await node_b.subscribe(group, bob.queue)
+            await node_b.track(group, bob.queue, "bob", {"device": "phone"})
+        for group in groups:
+            # Each process reads from Redis: no wait, no heartbeat needed.
+            assert await node_a.presence(group) == await node_b.presence(group) == laptop | phone
+            assert await node_a.presence_count(group) == await node_b.presence_count(group) == 2
+
+        await node_b.unsubscribe_all(bob.queue)
+        await node_b.untrack_all(bob.queue)
+        for watcher in (watch_a, watch_b):
+            await watcher.wait_for(3 * len(groups))
+            for group in groups:
+                assert [d for d in diffs(watcher) if d["group"] == group] == [
+                    {"event": "presence_diff", "group": group, "joins": joins, "leaves": leaves}
+                    for joins, leaves in [(laptop, {}), (phone, {}), ({}, phone)]
+                ]
+        for group in groups:
+            assert await node_a.presence(group) == await node_b.presence(group) == laptop
+        assert ada.texts == [] and bob.texts == []  # diffs only to those who asked
+        await node_a.untrack_all(ada.queue)
+        await node_a.unsubscribe_all(ada.queue)
+        for group in groups:
+            assert await node_b.presence_count(group) == 0
+        await node_a.unsubscribe_all(watch_a.queue)
+        await node_b.unsubscribe_all(watch_b.queue)
+    assert not await keys_left()
+
+
+async def a_thousand_joins_and_leaves_in_churn_leave_nothing_behind(
+    node_a: RedisBroker, node_b: RedisBroker, groups: Sequence[str], keys_left: KeysLeft
+) -> None:
+    """500 members join and leave on each broker, round the groups, twelve present at a time."""
+    members = [Client(f"c{n}") for n in range(1000)]
+    peak = 0
+
+    async def churn(node: RedisBroker, share: list[Client]) -> None:
+        nonlocal peak
+        for n, member in enumerate(share):
+            group = groups[n % len(groups)]
+            await node.track(group, member.queue, f"user{n % 37}", {"n": n})
+            if n % 3 == 0:
+                peak = max(peak, await node.presence_count(group))
+            if n >= 12:  # keep twelve present per process, the oldest leaving
+                await node.untrack(groups[(n - 12) % len(groups)], share[n - 12].queue)
+        for member in share[-12:]:
+            await node.untrack_all(member.queue)
+
+    with anyio.fail_after(WAIT * 6):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(churn, node_a, members[:500])
+            tg.start_soon(churn, node_b, members[500:])
+    assert peak > 0
+    for group in groups:
+        assert await node_a.presence_count(group) == 0
+        assert await node_b.presence(group) == {}
     assert not await keys_left()

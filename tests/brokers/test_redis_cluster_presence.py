@@ -14,10 +14,13 @@ import pytest
 import redis.asyncio
 from broker_helpers import WAIT, Client, running
 from presence_scenarios import (
+    HEARTBEAT,
     a_killed_process_members_leave_once_per_group,
+    a_thousand_joins_and_leaves_in_churn_leave_nothing_behind,
     diffs,
     started,
     stop_takes_members_out_and_a_restart_brings_them_back,
+    two_processes_agree_and_watchers_hear_each_change,
     worker_command,
 )
 from redis.crc import key_slot
@@ -30,7 +33,6 @@ from tether.testing.redis import RedisClusterServers
 
 pytestmark = pytest.mark.anyio
 
-HEARTBEAT = 1.0  # a loaded machine may stall a live process for half a second
 # Enough groups that each of the three shards owns some (checked where it matters),
 # and names whose hash tag is a digest.
 GROUPS = [f"room:{i}" for i in range(9)] + ["a{b}", ""]
@@ -85,44 +87,9 @@ async def test_two_processes_agree_in_groups_on_every_shard_and_watchers_hear_ea
     prefix: str,
 ) -> None:
     assert shard_ports(redis_cluster, prefix, GROUPS) == set(redis_cluster.ports)
-    ada, bob, watch_a, watch_b = Client("ada"), Client("bob"), Client("wa"), Client("wb")
-    async with running(ada, bob, watch_a, watch_b):
-        for group in GROUPS:
-            for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
-                await node.subscribe(group, watcher.queue)
-                await node.watch_presence(group, watcher.queue)
-            await node_a.subscribe(group, ada.queue)
-            await node_a.track(group, ada.queue, "ada", {"device": "laptop"})
-            await node_b.subscribe(group, bob.queue)
-            await node_b.track(group, bob.queue, "bob", {"device": "phone"})
-        expected = {"ada": [{"device": "laptop"}], "bob": [{"device": "phone"}]}
-        for group in GROUPS:
-            # Each process reads from the group's shard: no wait, no heartbeat needed.
-            assert await node_a.presence(group) == await node_b.presence(group) == expected
-            assert await node_a.presence_count(group) == await node_b.presence_count(group) == 2
-
-        await node_b.unsubscribe_all(bob.queue)
-        await node_b.untrack_all(bob.queue)
-        for watcher in (watch_a, watch_b):
-            await watcher.wait_for(3 * len(GROUPS))
-            for group in GROUPS:
-                assert [
-                    (d["joins"], d["leaves"]) for d in diffs(watcher) if d["group"] == group
-                ] == [
-                    ({"ada": [{"device": "laptop"}]}, {}),
-                    ({"bob": [{"device": "phone"}]}, {}),
-                    ({}, {"bob": [{"device": "phone"}]}),
-                ]
-        for group in GROUPS:
-            assert await node_b.presence(group) == {"ada": [{"device": "laptop"}]}
-        assert ada.texts == [] and bob.texts == []  # diffs only to those who asked
-        await node_a.untrack_all(ada.queue)
-        await node_a.unsubscribe_all(ada.queue)
-        for group in GROUPS:
-            assert await node_b.presence_count(group) == 0
-        await node_a.unsubscribe_all(watch_a.queue)
-        await node_b.unsubscribe_all(watch_b.queue)
-    assert await keys_left(redis_cluster, prefix) == {}
+    await two_processes_agree_and_watchers_hear_each_change(
+        node_a, node_b, GROUPS, lambda: keys_left(redis_cluster, prefix)
+    )
 
 
 async def test_a_thousand_joins_and_leaves_in_churn_leave_no_key_on_any_node(
@@ -133,30 +100,9 @@ async def test_a_thousand_joins_and_leaves_in_churn_leave_no_key_on_any_node(
 ) -> None:
     groups = [f"churn:{i}" for i in range(6)]
     assert shard_ports(redis_cluster, prefix, groups) == set(redis_cluster.ports)
-    members = [Client(f"c{n}") for n in range(1000)]
-    peak = 0
-
-    async def churn(node: RedisClusterBroker, share: list[Client]) -> None:
-        nonlocal peak
-        for n, member in enumerate(share):
-            group = groups[n % len(groups)]
-            await node.track(group, member.queue, f"user{n % 37}", {"n": n})
-            if n % 3 == 0:
-                peak = max(peak, await node.presence_count(group))
-            if n >= 12:  # keep twelve present per process, the oldest leaving
-                await node.untrack(groups[(n - 12) % len(groups)], share[n - 12].queue)
-        for member in share[-12:]:
-            await node.untrack_all(member.queue)
-
-    with anyio.fail_after(WAIT * 6):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(churn, node_a, members[:500])
-            tg.start_soon(churn, node_b, members[500:])
-    assert peak > 0
-    for group in groups:
-        assert await node_a.presence_count(group) == 0
-        assert await node_b.presence(group) == {}
-    assert await keys_left(redis_cluster, prefix) == {}
+    await a_thousand_joins_and_leaves_in_churn_leave_nothing_behind(
+        node_a, node_b, groups, lambda: keys_left(redis_cluster, prefix)
+    )
 
 
 def cluster_worker(cluster: RedisClusterServers, prefix: str, groups: list[str]) -> list[str]:

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 import redis.asyncio
-from broker_helpers import WAIT, Client, running
+from broker_helpers import WAIT, Client
 from presence_scenarios import (
+    HEARTBEAT,
     a_killed_process_members_leave_once_per_group,
-    diffs,
+    a_thousand_joins_and_leaves_in_churn_leave_nothing_behind,
     stop_takes_members_out_and_a_restart_brings_them_back,
+    two_processes_agree_and_watchers_hear_each_change,
     worker_command,
 )
 
@@ -19,8 +21,6 @@ from tether.brokers import RedisBroker
 from tether.testing.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
-
-HEARTBEAT = 1.0  # a loaded machine may stall a live process for half a second
 
 
 @pytest.fixture
@@ -53,65 +53,17 @@ async def keys_left(server: RedisServer, prefix: str) -> list[bytes]:
 async def test_two_processes_agree_and_watchers_on_both_hear_every_change(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    ada, bob, watch_a, watch_b = Client("ada"), Client("bob"), Client("wa"), Client("wb")
-    async with running(ada, bob, watch_a, watch_b):
-        for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
-            await node.subscribe("room", watcher.queue)
-            await node.watch_presence("room", watcher.queue)
-        await node_a.subscribe("room", ada.queue)
-        await node_a.track("room", ada.queue, "ada", {"device": "laptop"})
-        await node_b.subscribe("room", bob.queue)
-        await node_b.track("room", bob.queue, "bob", {"device": "phone"})
-        expected = {"ada": [{"device": "laptop"}], "bob": [{"device": "phone"}]}
-        assert await node_a.presence("room") == await node_b.presence("room") == expected
-        assert await node_a.presence_count("room") == await node_b.presence_count("room") == 2
-
-        await node_b.unsubscribe_all(bob.queue)
-        await node_b.untrack_all(bob.queue)
-        await watch_a.wait_for(3)
-        await watch_b.wait_for(3)
-        for watcher in (watch_a, watch_b):
-            assert diffs(watcher) == [
-                {"event": "presence_diff", "group": "room", "joins": j, "leaves": left}
-                for j, left in [
-                    ({"ada": [{"device": "laptop"}]}, {}),
-                    ({"bob": [{"device": "phone"}]}, {}),
-                    ({}, {"bob": [{"device": "phone"}]}),
-                ]
-            ]
-        assert await node_a.presence("room") == {"ada": [{"device": "laptop"}]}
-        assert ada.texts == [] and bob.texts == []  # diffs only to those who asked
-        await node_a.untrack_all(ada.queue)
-        await node_a.unsubscribe_all(watch_a.queue)
-        await node_b.unsubscribe_all(watch_b.queue)
-    assert await keys_left(redis_server, prefix) == []
+    await two_processes_agree_and_watchers_hear_each_change(
+        node_a, node_b, ["room"], lambda: keys_left(redis_server, prefix)
+    )
 
 
 async def test_a_thousand_joins_and_leaves_in_churn_leave_nothing_behind(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    members = [Client(f"c{n}") for n in range(1000)]
-    peak = 0
-
-    async def churn(node: RedisBroker, share: list[Client]) -> None:
-        nonlocal peak
-        for n, member in enumerate(share):
-            await node.track("churn", member.queue, f"user{n % 37}", {"n": n})
-            if n % 3 == 0:
-                peak = max(peak, await node.presence_count("churn"))
-            if n >= 10:  # keep ten present per process, the oldest leaving
-                await node.untrack("churn", share[n - 10].queue)
-        for member in share[-10:]:
-            await node.untrack_all(member.queue)
-
-    with anyio.fail_after(WAIT * 6):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(churn, node_a, members[:500])
-            tg.start_soon(churn, node_b, members[500:])
-    assert peak > 0
-    assert await node_a.presence_count("churn") == 0
-    assert await node_a.presence("churn") == {}
-    assert await keys_left(redis_server, prefix) == []
+    await a_thousand_joins_and_leaves_in_churn_leave_nothing_behind(
+        node_a, node_b, ["churn"], lambda: keys_left(redis_server, prefix)
+    )
 
 
 async def test_a_bad_payload_is_refused_before_redis_hears_of_it(
