@@ -31,16 +31,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pages import show_on_page
+from benchmarks.pages import write_results
+from benchmarks.presence import leave_after_kill
 
 PAYLOAD = {"id": "u12345", "name": "Ada Lovelace", "device": "laptop"}
 SLOW_HEARTBEAT = 600.0  # the broker's own heartbeat stays out of the count
@@ -102,69 +98,12 @@ async def heartbeat_cost(broker: Any, ports: Sequence[int], groups: int) -> dict
     return {"groups": groups, **beat, "read_commands": read["scripts"] + read["inside"]}
 
 
-WORKER = textwrap.dedent(
-    """
-    import sys
-    import anyio
-    from tether.brokers import RedisClusterBroker
-
-    class Quiet:
-        def deliver(self, message):
-            pass
-
-    async def main():
-        url, heartbeat, groups = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(",")
-        async with RedisClusterBroker(
-            url, channel_prefix="kill:", presence_heartbeat=heartbeat
-        ) as b:
-            for group in groups:
-                for name in ("carol", "dave"):
-                    await b.track(group, Quiet(), name, {"device": "desk"})
-            print("ready", flush=True)
-            await anyio.sleep(120)
-
-    anyio.run(main)
-    """
-)
-
-
-async def leave_after_kill(url: str, heartbeat: float) -> dict[str, Any]:
-    """Seconds from SIGKILL of a worker to the last of its groups' leave diffs here."""
+async def cluster_leave_after_kill(url: str, heartbeat: float) -> dict[str, Any]:
+    """`benchmarks.presence.leave_after_kill` on a cluster, with members in six groups."""
     from tether.brokers import RedisClusterBroker
 
     groups = [f"kill:{n}" for n in range(6)]
-    waiting = set(groups)
-    left = asyncio.Event()
-
-    class LeaveWatcher:
-        def deliver(self, message: dict[str, Any]) -> None:
-            diff = json.loads(message["text"])
-            if diff["leaves"]:
-                waiting.discard(diff["group"])
-                if not waiting:
-                    left.set()
-
-    command = [sys.executable, "-c", WORKER, url, str(heartbeat), ",".join(groups)]
-    worker = subprocess.Popen(command, stdout=subprocess.PIPE)
-    try:
-        assert worker.stdout is not None
-        assert worker.stdout.readline() == b"ready\n"
-        async with RedisClusterBroker(
-            url, channel_prefix="kill:", presence_heartbeat=heartbeat
-        ) as b:
-            watcher = LeaveWatcher()
-            for group in groups:
-                await b.subscribe(group, watcher)
-                await b.watch_presence(group, watcher)
-            killed = time.perf_counter()
-            worker.kill()
-            await asyncio.wait_for(left.wait(), timeout=heartbeat * 10)
-            seconds = time.perf_counter() - killed
-            await b.unsubscribe_all(watcher)
-    finally:
-        worker.kill()
-        worker.wait()
-    return {"heartbeat": heartbeat, "seconds": seconds, "heartbeats": seconds / heartbeat}
+    return await leave_after_kill(url, heartbeat, RedisClusterBroker, groups)
 
 
 def run(sizes: Sequence[int], heartbeat: float) -> dict[str, Any]:
@@ -198,7 +137,7 @@ def run(sizes: Sequence[int], heartbeat: float) -> dict[str, Any]:
             )
             for n in sizes
         }
-        results["kill"] = asyncio.run(leave_after_kill(cluster.url, heartbeat))
+        results["kill"] = asyncio.run(cluster_leave_after_kill(cluster.url, heartbeat))
     return results
 
 
@@ -245,10 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render(results)
     print(table, flush=True)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "cluster_presence.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.out / "cluster_presence.md").write_text(table + "\n")
-        show_on_page(args.out / "cluster_presence.md")
+        write_results(args.out, "cluster_presence", results, table)
     return 0
 
 

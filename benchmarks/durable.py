@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pages import show_on_page
+from benchmarks.pages import write_results
 from tether.brokers import GroupHistory, MemoryBroker, OutboundQueue, Position
 
 MESSAGE = {"type": "chat", "user": "ann", "text": "hello, room", "seq": 1}
@@ -295,10 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render(results)
     print(table, flush=True)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "durable.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.out / "durable.md").write_text(table + "\n")
-        show_on_page(args.out / "durable.md")
+        write_results(args.out, "durable", results, table)
     return 0
 
 

@@ -18,9 +18,11 @@ for a results file edited by hand.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -81,6 +83,17 @@ def show_on_page(results_file: Path) -> Path | None:
     name = results_file.name.removesuffix(".md")
     page.write_text(replace_region(page.read_text(), name, shown_markdown(results_file)))
     return page
+
+
+def write_results(out: Path, name: str, results: Any, table: str) -> None:
+    """Write `name`.json (`results`) and `name`.md (`table`) into `out`, and show the table.
+
+    Into `benchmarks/results/`, this also rewrites the page region of `name`.md.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text(table + "\n")
+    show_on_page(out / f"{name}.md")
 
 
 def main() -> int:

@@ -35,10 +35,13 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchmarks.pages import show_on_page
+from benchmarks.pages import write_results
 from tether.brokers import MemoryBroker
+
+if TYPE_CHECKING:
+    from tether.brokers import RedisBroker
 
 PAYLOAD = {"id": "u12345", "name": "Ada Lovelace", "device": "laptop"}
 
@@ -130,21 +133,25 @@ async def redis_memory(url: str, size: int) -> dict[str, Any]:
     }
 
 
+# A worker: carol and dave present in each group (argv: broker class, url, heartbeat, groups).
 WORKER = textwrap.dedent(
     """
     import sys
     import anyio
-    from tether.brokers import RedisBroker
+    from tether import brokers
 
     class Quiet:
         def deliver(self, message):
             pass
 
     async def main():
-        url, heartbeat = sys.argv[1], float(sys.argv[2])
-        async with RedisBroker(url, channel_prefix="kill:", presence_heartbeat=heartbeat) as b:
-            for name in ("carol", "dave"):
-                await b.track("room", Quiet(), name, {"device": "desk"})
+        kind, url, heartbeat = sys.argv[1], sys.argv[2], float(sys.argv[3])
+        groups = sys.argv[4].split(",")
+        broker = getattr(brokers, kind)(url, channel_prefix="kill:", presence_heartbeat=heartbeat)
+        async with broker as b:
+            for group in groups:
+                for name in ("carol", "dave"):
+                    await b.track(group, Quiet(), name, {"device": "desk"})
             print("ready", flush=True)
             await anyio.sleep(120)
 
@@ -153,27 +160,43 @@ WORKER = textwrap.dedent(
 )
 
 
-async def leave_after_kill(url: str, heartbeat: float) -> dict[str, Any]:
-    """Seconds from SIGKILL of a worker to its members' leave diff in this process."""
-    from tether.brokers import RedisBroker
+async def leave_after_kill(
+    url: str,
+    heartbeat: float,
+    broker_type: type[RedisBroker] | None = None,
+    groups: Sequence[str] = ("room",),
+) -> dict[str, Any]:
+    """Seconds from SIGKILL of a worker to the last of its groups' leave diffs here.
 
+    `broker_type` is `RedisBroker` unless given (`RedisClusterBroker`, in
+    `benchmarks.cluster_presence`); the worker runs one of the same type.
+    """
+    from tether.brokers import RedisBroker  # on use: redis is an optional dependency
+
+    broker_type = broker_type or RedisBroker
+    waiting = set(groups)
     left = asyncio.Event()
 
     class LeaveWatcher:
         def deliver(self, message: dict[str, Any]) -> None:
-            if json.loads(message["text"])["leaves"]:
-                left.set()
+            diff = json.loads(message["text"])
+            if diff["leaves"]:
+                waiting.discard(diff["group"])
+                if not waiting:
+                    left.set()
 
-    worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, url, str(heartbeat)], stdout=subprocess.PIPE
-    )
+    command = [
+        sys.executable, "-c", WORKER, broker_type.__name__, url, str(heartbeat), ",".join(groups)
+    ]  # fmt: skip
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE)
     try:
         assert worker.stdout is not None
         assert worker.stdout.readline() == b"ready\n"
-        async with RedisBroker(url, channel_prefix="kill:", presence_heartbeat=heartbeat) as b:
+        async with broker_type(url, channel_prefix="kill:", presence_heartbeat=heartbeat) as b:
             watcher = LeaveWatcher()
-            await b.subscribe("room", watcher)
-            await b.watch_presence("room", watcher)
+            for group in groups:
+                await b.subscribe(group, watcher)
+                await b.watch_presence(group, watcher)
             killed = time.perf_counter()
             worker.kill()
             await asyncio.wait_for(left.wait(), timeout=heartbeat * 10)
@@ -258,10 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render(results)
     print(table, flush=True)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "presence.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.out / "presence.md").write_text(table + "\n")
-        show_on_page(args.out / "presence.md")
+        write_results(args.out, "presence", results, table)
     return 0
 
 

@@ -37,6 +37,12 @@ def group() -> str:
     return f"room-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture
+def prefix() -> str:
+    """A key and channel prefix no other test uses, so tests can share one server or cluster."""
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
 def _cluster_or_skip() -> RedisClusterServers:
     try:
         return RedisClusterServers()

@@ -13,7 +13,7 @@ import anyio
 import pytest
 import redis.asyncio
 from asgi_server import AsgiServer
-from test_presence_servers import HEARTBEAT, TARGET, TIMEOUT, client, diff_until, who
+from test_presence_servers import HEARTBEAT, TARGET, TIMEOUT, agree_then_a_killed_ones_member_leaves
 
 from tether.testing.redis import RedisClusterServers
 
@@ -39,23 +39,7 @@ def two_servers(redis_cluster: RedisClusterServers) -> Iterator[tuple[AsgiServer
 async def test_two_processes_on_a_cluster_agree_and_a_killed_ones_member_leaves(
     two_servers: tuple[AsgiServer, AsgiServer], redis_cluster: RedisClusterServers
 ) -> None:
-    a, b = two_servers
-    async with client(a, "deck", "ada") as ada, client(b, "deck", "bob") as bob:
-        await diff_until(ada, "bob", "joins")
-        on_a, on_b = await who(ada), await who(bob)
-        assert on_a == on_b
-        assert sorted(on_a) == ["ada", "bob"]
-
-        b.process.kill()  # SIGKILL: no leave of its own, no goodbye to Redis
-        b.process.wait(timeout=TIMEOUT)
-        leave = await diff_until(ada, "bob", "leaves")
-        assert leave == {
-            "event": "presence_diff",
-            "group": "room:deck",
-            "joins": {},
-            "leaves": {"bob": on_a["bob"]},
-        }
-        assert await who(ada) == {"ada": on_a["ada"]}
+    await agree_then_a_killed_ones_member_leaves(*two_servers, "deck")
     with anyio.fail_after(TIMEOUT):  # the last leave travels after ada's close
         while await deck_keys(redis_cluster):
             await anyio.sleep(0.05)

@@ -70,11 +70,9 @@ async def diff_until(ws: ClientConnection, key: str, kind: str) -> dict[str, Any
             return received
 
 
-async def test_two_processes_agree_and_a_killed_ones_members_leave(
-    two_servers: tuple[AsgiServer, AsgiServer], redis_server: RedisServer
-) -> None:
-    a, b = two_servers
-    async with client(a, "lobby", "ada") as ada, client(b, "lobby", "bob") as bob:
+async def agree_then_a_killed_ones_member_leaves(a: AsgiServer, b: AsgiServer, room: str) -> None:
+    """ada on `a` and bob on `b` see each other in `room`; `b` is SIGKILLed and bob leaves."""
+    async with client(a, room, "ada") as ada, client(b, room, "bob") as bob:
         await diff_until(ada, "bob", "joins")  # bob's join reached ada's process
         on_a, on_b = await who(ada), await who(bob)
         assert on_a == on_b
@@ -86,11 +84,17 @@ async def test_two_processes_agree_and_a_killed_ones_members_leave(
         leave = await diff_until(ada, "bob", "leaves")
         assert leave == {
             "event": "presence_diff",
-            "group": "room:lobby",
+            "group": f"room:{room}",
             "joins": {},
             "leaves": {"bob": on_a["bob"]},
         }
         assert await who(ada) == {"ada": on_a["ada"]}
+
+
+async def test_two_processes_agree_and_a_killed_ones_members_leave(
+    two_servers: tuple[AsgiServer, AsgiServer], redis_server: RedisServer
+) -> None:
+    await agree_then_a_killed_ones_member_leaves(*two_servers, "lobby")
     with anyio.fail_after(TIMEOUT):
         with Redis.from_url(redis_server.url) as redis:
             while redis.exists("tether:presence:room:lobby", "tether:presence-keys:room:lobby"):

@@ -7,19 +7,23 @@ three shards and ends by scanning every node for keys left behind.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-import uuid
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 import redis
 import redis.asyncio
-from anyio.streams.buffered import BufferedByteReceiveStream
 from broker_helpers import WAIT, Client, running
+from presence_scenarios import (
+    HEARTBEAT,
+    a_killed_process_members_leave_once_per_group,
+    a_thousand_joins_and_leaves_in_churn_leave_nothing_behind,
+    diffs,
+    started,
+    stop_takes_members_out_and_a_restart_brings_them_back,
+    two_processes_agree_and_watchers_hear_each_change,
+    worker_command,
+)
 from redis.crc import key_slot
 
 from tether import Query, WebSocket, WebSocketController
@@ -30,7 +34,6 @@ from tether.testing.redis import RedisClusterServers
 
 pytestmark = pytest.mark.anyio
 
-HEARTBEAT = 1.0  # a loaded machine may stall a live process for half a second
 # Enough groups that each of the three shards owns some (checked where it matters),
 # and names whose hash tag is a digest.
 GROUPS = [f"room:{i}" for i in range(9)] + ["a{b}", ""]
@@ -40,12 +43,6 @@ GROUPS = [f"room:{i}" for i in range(9)] + ["a{b}", ""]
 def anyio_backend() -> str:
     """redis.asyncio only runs on asyncio."""
     return "asyncio"
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A key and channel prefix no other test uses, so tests can share one cluster."""
-    return f"t{uuid.uuid4().hex[:8]}:"
 
 
 def cluster_broker(cluster: RedisClusterServers, prefix: str) -> RedisClusterBroker:
@@ -84,10 +81,6 @@ def shard_ports(cluster: RedisClusterServers, prefix: str, groups: list[str]) ->
     return owners
 
 
-def diffs(client: Client) -> list[dict]:
-    return [json.loads(text) for text in client.texts]
-
-
 async def test_two_processes_agree_in_groups_on_every_shard_and_watchers_hear_each_change(
     node_a: RedisClusterBroker,
     node_b: RedisClusterBroker,
@@ -95,44 +88,9 @@ async def test_two_processes_agree_in_groups_on_every_shard_and_watchers_hear_ea
     prefix: str,
 ) -> None:
     assert shard_ports(redis_cluster, prefix, GROUPS) == set(redis_cluster.ports)
-    ada, bob, watch_a, watch_b = Client("ada"), Client("bob"), Client("wa"), Client("wb")
-    async with running(ada, bob, watch_a, watch_b):
-        for group in GROUPS:
-            for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
-                await node.subscribe(group, watcher.queue)
-                await node.watch_presence(group, watcher.queue)
-            await node_a.subscribe(group, ada.queue)
-            await node_a.track(group, ada.queue, "ada", {"device": "laptop"})
-            await node_b.subscribe(group, bob.queue)
-            await node_b.track(group, bob.queue, "bob", {"device": "phone"})
-        expected = {"ada": [{"device": "laptop"}], "bob": [{"device": "phone"}]}
-        for group in GROUPS:
-            # Each process reads from the group's shard: no wait, no heartbeat needed.
-            assert await node_a.presence(group) == await node_b.presence(group) == expected
-            assert await node_a.presence_count(group) == await node_b.presence_count(group) == 2
-
-        await node_b.unsubscribe_all(bob.queue)
-        await node_b.untrack_all(bob.queue)
-        for watcher in (watch_a, watch_b):
-            await watcher.wait_for(3 * len(GROUPS))
-            for group in GROUPS:
-                assert [
-                    (d["joins"], d["leaves"]) for d in diffs(watcher) if d["group"] == group
-                ] == [
-                    ({"ada": [{"device": "laptop"}]}, {}),
-                    ({"bob": [{"device": "phone"}]}, {}),
-                    ({}, {"bob": [{"device": "phone"}]}),
-                ]
-        for group in GROUPS:
-            assert await node_b.presence(group) == {"ada": [{"device": "laptop"}]}
-        assert ada.texts == [] and bob.texts == []  # diffs only to those who asked
-        await node_a.untrack_all(ada.queue)
-        await node_a.unsubscribe_all(ada.queue)
-        for group in GROUPS:
-            assert await node_b.presence_count(group) == 0
-        await node_a.unsubscribe_all(watch_a.queue)
-        await node_b.unsubscribe_all(watch_b.queue)
-    assert await keys_left(redis_cluster, prefix) == {}
+    await two_processes_agree_and_watchers_hear_each_change(
+        node_a, node_b, GROUPS, lambda: keys_left(redis_cluster, prefix)
+    )
 
 
 async def test_a_thousand_joins_and_leaves_in_churn_leave_no_key_on_any_node(
@@ -143,64 +101,13 @@ async def test_a_thousand_joins_and_leaves_in_churn_leave_no_key_on_any_node(
 ) -> None:
     groups = [f"churn:{i}" for i in range(6)]
     assert shard_ports(redis_cluster, prefix, groups) == set(redis_cluster.ports)
-    members = [Client(f"c{n}") for n in range(1000)]
-    peak = 0
-
-    async def churn(node: RedisClusterBroker, share: list[Client]) -> None:
-        nonlocal peak
-        for n, member in enumerate(share):
-            group = groups[n % len(groups)]
-            await node.track(group, member.queue, f"user{n % 37}", {"n": n})
-            if n % 3 == 0:
-                peak = max(peak, await node.presence_count(group))
-            if n >= 12:  # keep twelve present per process, the oldest leaving
-                await node.untrack(groups[(n - 12) % len(groups)], share[n - 12].queue)
-        for member in share[-12:]:
-            await node.untrack_all(member.queue)
-
-    with anyio.fail_after(WAIT * 6):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(churn, node_a, members[:500])
-            tg.start_soon(churn, node_b, members[500:])
-    assert peak > 0
-    for group in groups:
-        assert await node_a.presence_count(group) == 0
-        assert await node_b.presence(group) == {}
-    assert await keys_left(redis_cluster, prefix) == {}
+    await a_thousand_joins_and_leaves_in_churn_leave_nothing_behind(
+        node_a, node_b, groups, lambda: keys_left(redis_cluster, prefix)
+    )
 
 
-# A worker process: one member present in each group, says "ready", waits to be killed.
-WORKER = textwrap.dedent(
-    """
-    import sys
-    import anyio
-    from tether.brokers import OutboundQueue, RedisClusterBroker
-
-    url, prefix, heartbeat = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    groups = sys.argv[4].split(",")
-
-    async def send(message):
-        pass
-
-    async def main():
-        async with RedisClusterBroker(
-            url, channel_prefix=prefix, presence_heartbeat=heartbeat
-        ) as broker:
-            for group in groups:
-                for name in ("carol", "dave"):
-                    queue = OutboundQueue(send)
-                    await broker.subscribe(group, queue)
-                    await broker.track(group, queue, name, {"device": "desk"})
-            print("ready", flush=True)
-            await anyio.sleep(60)
-
-    anyio.run(main)
-    """
-)
-
-
-def worker_command(cluster: RedisClusterServers, prefix: str, groups: list[str]) -> list[str]:
-    return [sys.executable, "-c", WORKER, cluster.url, prefix, str(HEARTBEAT), ",".join(groups)]
+def cluster_worker(cluster: RedisClusterServers, prefix: str, groups: list[str]) -> list[str]:
+    return worker_command(RedisClusterBroker, cluster.url, prefix, HEARTBEAT, groups)
 
 
 async def test_a_killed_process_members_leave_every_shard_with_one_leave_diff_each(
@@ -211,46 +118,21 @@ async def test_a_killed_process_members_leave_every_shard_with_one_leave_diff_ea
 ) -> None:
     groups = [f"kill:{i}" for i in range(6)]
     assert shard_ports(redis_cluster, prefix, groups) == set(redis_cluster.ports)
-    watch_a, watch_b = Client("wa"), Client("wb")
-    command = worker_command(redis_cluster, prefix, groups)
-    async with (
-        running(watch_a, watch_b),
-        await anyio.open_process(command, stderr=subprocess.STDOUT) as worker,
-    ):
-        output = BufferedByteReceiveStream(worker.stdout)  # type: ignore[arg-type]
-        with anyio.fail_after(WAIT):
-            assert await output.receive_until(b"\n", 65536) == b"ready"
-        for group in groups:
-            for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
-                await node.subscribe(group, watcher.queue)
-                await node.watch_presence(group, watcher.queue)
-            assert await node_a.presence_count(group) == 2
-        worker.kill()  # SIGKILL: no leave of its own, no goodbye to Redis
-        await worker.wait()
-        await watch_a.wait_for(len(groups))
-        await watch_b.wait_for(len(groups))
-        for group in groups:
-            assert await node_b.presence(group) == {}
-        # Both processes sweep every group; each leave is announced once.
-        await anyio.sleep(HEARTBEAT * 2)
-        gone = {"carol": [{"device": "desk"}], "dave": [{"device": "desk"}]}
-        for watcher in (watch_a, watch_b):
-            assert sorted(d["group"] for d in diffs(watcher)) == sorted(groups)
-            assert all(d["joins"] == {} and d["leaves"] == gone for d in diffs(watcher))
-        await node_a.unsubscribe_all(watch_a.queue)
-        await node_b.unsubscribe_all(watch_b.queue)
-    assert await keys_left(redis_cluster, prefix) == {}
+    await a_killed_process_members_leave_once_per_group(
+        node_a,
+        node_b,
+        cluster_worker(redis_cluster, prefix, groups),
+        groups,
+        HEARTBEAT,
+        lambda: keys_left(redis_cluster, prefix),
+    )
 
 
 async def test_keys_of_a_group_whose_every_process_died_expire_without_a_sweeper(
     redis_cluster: RedisClusterServers, prefix: str
 ) -> None:
     groups = [f"orphan:{i}" for i in range(6)]
-    command = worker_command(redis_cluster, prefix, groups)
-    async with await anyio.open_process(command, stderr=subprocess.STDOUT) as worker:
-        output = BufferedByteReceiveStream(worker.stdout)  # type: ignore[arg-type]
-        with anyio.fail_after(WAIT):
-            assert await output.receive_until(b"\n", 65536) == b"ready"
+    async with await started(cluster_worker(redis_cluster, prefix, groups)) as worker:
         assert len(await keys_left(redis_cluster, prefix)) == 3  # presence on every shard
         worker.kill()
         await worker.wait()
@@ -298,25 +180,9 @@ async def test_stop_takes_members_out_and_a_restart_brings_them_back(
     redis_cluster: RedisClusterServers,
     prefix: str,
 ) -> None:
-    member, watcher = Client(), Client("watcher")
-    async with running(watcher):
-        await node_b.subscribe("room", watcher.queue)
-        await node_b.watch_presence("room", watcher.queue)
-        await node_a.track("room", member.queue, "ada", {"device": "laptop"})
-        await watcher.wait_for(1)
-        await node_a.stop()  # as at an app's shutdown, before its connections ended
-        await watcher.wait_for(2)
-        assert json.loads(watcher.texts[1])["leaves"] == {"ada": [{"device": "laptop"}]}
-        assert await node_b.presence("room") == {}
-        assert await keys_left(redis_cluster, prefix) == {}
-        await node_a.start()  # used again: its members are registered again
-        await watcher.wait_for(3)
-        again = json.loads(watcher.texts[2])
-        assert again["leaves"] == again["joins"] == {"ada": [{"device": "laptop"}]}
-        assert await node_b.presence("room") == {"ada": [{"device": "laptop"}]}
-        await node_a.untrack_all(member.queue)
-        await node_b.unsubscribe_all(watcher.queue)
-    assert await keys_left(redis_cluster, prefix) == {}
+    await stop_takes_members_out_and_a_restart_brings_them_back(
+        node_a, node_b, lambda: keys_left(redis_cluster, prefix)
+    )
 
 
 async def test_a_bad_payload_is_refused_before_the_cluster_hears_of_it(

@@ -2,36 +2,31 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import textwrap
-import uuid
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 import redis.asyncio
-from anyio.streams.buffered import BufferedByteReceiveStream
-from broker_helpers import WAIT, Client, running
+from broker_helpers import WAIT, Client
+from presence_scenarios import (
+    HEARTBEAT,
+    a_killed_process_members_leave_once_per_group,
+    a_thousand_joins_and_leaves_in_churn_leave_nothing_behind,
+    stop_takes_members_out_and_a_restart_brings_them_back,
+    two_processes_agree_and_watchers_hear_each_change,
+    worker_command,
+)
 
 from tether.brokers import RedisBroker
 from tether.testing.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
 
-HEARTBEAT = 1.0  # a loaded machine may stall a live process for half a second
-
 
 @pytest.fixture
 def anyio_backend() -> str:
     """redis.asyncio only runs on asyncio."""
     return "asyncio"
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A key and channel prefix no other test uses, so tests can share one server."""
-    return f"t{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture
@@ -55,72 +50,20 @@ async def keys_left(server: RedisServer, prefix: str) -> list[bytes]:
         return sorted(await client.keys(prefix + "*"))
 
 
-def diffs(client: Client) -> list[dict]:
-    return [json.loads(text) for text in client.texts]
-
-
 async def test_two_processes_agree_and_watchers_on_both_hear_every_change(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    ada, bob, watch_a, watch_b = Client("ada"), Client("bob"), Client("wa"), Client("wb")
-    async with running(ada, bob, watch_a, watch_b):
-        for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
-            await node.subscribe("room", watcher.queue)
-            await node.watch_presence("room", watcher.queue)
-        await node_a.subscribe("room", ada.queue)
-        await node_a.track("room", ada.queue, "ada", {"device": "laptop"})
-        await node_b.subscribe("room", bob.queue)
-        await node_b.track("room", bob.queue, "bob", {"device": "phone"})
-        expected = {"ada": [{"device": "laptop"}], "bob": [{"device": "phone"}]}
-        assert await node_a.presence("room") == await node_b.presence("room") == expected
-        assert await node_a.presence_count("room") == await node_b.presence_count("room") == 2
-
-        await node_b.unsubscribe_all(bob.queue)
-        await node_b.untrack_all(bob.queue)
-        await watch_a.wait_for(3)
-        await watch_b.wait_for(3)
-        for watcher in (watch_a, watch_b):
-            assert diffs(watcher) == [
-                {"event": "presence_diff", "group": "room", "joins": j, "leaves": left}
-                for j, left in [
-                    ({"ada": [{"device": "laptop"}]}, {}),
-                    ({"bob": [{"device": "phone"}]}, {}),
-                    ({}, {"bob": [{"device": "phone"}]}),
-                ]
-            ]
-        assert await node_a.presence("room") == {"ada": [{"device": "laptop"}]}
-        assert ada.texts == [] and bob.texts == []  # diffs only to those who asked
-        await node_a.untrack_all(ada.queue)
-        await node_a.unsubscribe_all(watch_a.queue)
-        await node_b.unsubscribe_all(watch_b.queue)
-    assert await keys_left(redis_server, prefix) == []
+    await two_processes_agree_and_watchers_hear_each_change(
+        node_a, node_b, ["room"], lambda: keys_left(redis_server, prefix)
+    )
 
 
 async def test_a_thousand_joins_and_leaves_in_churn_leave_nothing_behind(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    members = [Client(f"c{n}") for n in range(1000)]
-    peak = 0
-
-    async def churn(node: RedisBroker, share: list[Client]) -> None:
-        nonlocal peak
-        for n, member in enumerate(share):
-            await node.track("churn", member.queue, f"user{n % 37}", {"n": n})
-            if n % 3 == 0:
-                peak = max(peak, await node.presence_count("churn"))
-            if n >= 10:  # keep ten present per process, the oldest leaving
-                await node.untrack("churn", share[n - 10].queue)
-        for member in share[-10:]:
-            await node.untrack_all(member.queue)
-
-    with anyio.fail_after(WAIT * 6):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(churn, node_a, members[:500])
-            tg.start_soon(churn, node_b, members[500:])
-    assert peak > 0
-    assert await node_a.presence_count("churn") == 0
-    assert await node_a.presence("churn") == {}
-    assert await keys_left(redis_server, prefix) == []
+    await a_thousand_joins_and_leaves_in_churn_leave_nothing_behind(
+        node_a, node_b, ["churn"], lambda: keys_left(redis_server, prefix)
+    )
 
 
 async def test_a_bad_payload_is_refused_before_redis_hears_of_it(
@@ -150,83 +93,21 @@ async def test_a_process_that_was_swept_registers_its_members_again(
     assert await keys_left(redis_server, prefix) == []
 
 
-# A worker process: makes two members present, says "ready", then waits to be killed.
-WORKER = textwrap.dedent(
-    """
-    import sys
-    import anyio
-    from tether.brokers import OutboundQueue, RedisBroker
-
-    url, prefix, heartbeat = sys.argv[1], sys.argv[2], float(sys.argv[3])
-
-    async def send(message):
-        pass
-
-    async def main():
-        async with RedisBroker(url, channel_prefix=prefix, presence_heartbeat=heartbeat) as b:
-            for name in ("carol", "dave"):
-                queue = OutboundQueue(send)
-                await b.subscribe("room", queue)
-                await b.track("room", queue, name, {"device": "desk"})
-            print("ready", flush=True)
-            await anyio.sleep(60)
-
-    anyio.run(main)
-    """
-)
-
-
 async def test_a_killed_process_members_leave_with_one_leave_diff(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    watch_a, watch_b = Client("wa"), Client("wb")
-    command = [sys.executable, "-c", WORKER, redis_server.url, prefix, str(HEARTBEAT)]
-    async with running(watch_a, watch_b), await anyio.open_process(command) as worker:
-        output = BufferedByteReceiveStream(worker.stdout)  # type: ignore[arg-type]
-        with anyio.fail_after(WAIT):
-            assert await output.receive_until(b"\n", 1024) == b"ready"
-        for node, watcher in ((node_a, watch_a), (node_b, watch_b)):
-            await node.subscribe("room", watcher.queue)
-            await node.watch_presence("room", watcher.queue)
-        assert await node_a.presence_count("room") == 2
-        worker.kill()
-        await worker.wait()
-        await watch_a.wait_for(1)
-        await watch_b.wait_for(1)
-        assert await node_b.presence("room") == {}
-        # Both processes sweep; the leave is announced once, by whichever was first.
-        await anyio.sleep(HEARTBEAT * 2)
-        for watcher in (watch_a, watch_b):
-            [leave] = diffs(watcher)
-            assert leave["joins"] == {}
-            assert leave["leaves"] == {"carol": [{"device": "desk"}], "dave": [{"device": "desk"}]}
-        await node_a.unsubscribe_all(watch_a.queue)
-        await node_b.unsubscribe_all(watch_b.queue)
-    assert await keys_left(redis_server, prefix) == []
+    command = worker_command(RedisBroker, redis_server.url, prefix, HEARTBEAT, ["room"])
+    await a_killed_process_members_leave_once_per_group(
+        node_a, node_b, command, ["room"], HEARTBEAT, lambda: keys_left(redis_server, prefix)
+    )
 
 
 async def test_stop_takes_members_out_of_redis_and_a_restart_brings_them_back(
     node_a: RedisBroker, node_b: RedisBroker, redis_server: RedisServer, prefix: str
 ) -> None:
-    member, watcher = Client(), Client("watcher")
-    async with running(watcher):
-        await node_b.subscribe("room", watcher.queue)
-        await node_b.watch_presence("room", watcher.queue)
-        await node_a.track("room", member.queue, "ada", {"device": "laptop"})
-        await watcher.wait_for(1)
-        await node_a.stop()  # as at an app's shutdown, before its connections ended
-        await watcher.wait_for(2)
-        assert json.loads(watcher.texts[1])["leaves"] == {"ada": [{"device": "laptop"}]}
-        assert await node_b.presence("room") == {}
-        await node_a.start()  # the broker is used again: its members are registered again
-        await watcher.wait_for(3)
-        # Registered again: a leave and a join of the same entry, so a client that
-        # applies leaves first ends with ada once, whether or not it heard her leave.
-        again = json.loads(watcher.texts[2])
-        assert again["leaves"] == again["joins"] == {"ada": [{"device": "laptop"}]}
-        await node_a.untrack_all(member.queue)
-        await node_b.unsubscribe_all(watcher.queue)
-    assert await keys_left(redis_server, prefix) == []
+    await stop_takes_members_out_and_a_restart_brings_them_back(
+        node_a, node_b, lambda: keys_left(redis_server, prefix)
+    )
 
 
 @pytest.mark.parametrize("heartbeat", [0, -1.0])

@@ -3,42 +3,23 @@
 Served by uvicorn in a subprocess as `esmerald_app:app`: the controller on a
 route of its own (`/ws/{room}`) and inside an `Include` of a `ChildEsmerald`
 (`/nested/{room}`), beside an ordinary Esmerald HTTP handler (`/health`), with
-`tether.lifespan` as the app's lifespan. `Room` appends its lifecycle to the
-file named by `TETHER_HOSTS_LOG`.
+`tether.lifespan` as the app's lifespan. `Room` (`host_room.Room`, with a
+required `name`) appends its lifecycle to the file named by `TETHER_HOSTS_LOG`.
 """
 
-import os
-
+import host_room
 from esmerald import ChildEsmerald, Esmerald, Gateway, Include, get
 from lilya.routing import WebSocketPath
 
 import tether
-from tether import Provide, Query, WebSocketController
+from tether import Query
 
 
-def write(line: str) -> None:
-    with open(os.environ["TETHER_HOSTS_LOG"], "a") as log:
-        log.write(line + "\n")
+class Room(host_room.Room):
+    """`host_room.Room` with a required `name`: a client that leaves it out is refused (403)."""
 
-
-def pool():
-    write("pool up")
-    yield "pool"
-    write("pool down")
-
-
-class Room(WebSocketController):
-    encoding = "json"
-
-    # `name` has no default: a client that leaves it out is refused with 403.
     async def on_connect(self, room: str, name: str = Query()) -> None:
-        write(f"{name} joined {room}")
-
-    async def on_receive(self, data: dict, room: str, db: str = Provide(pool, scope="app")) -> dict:
-        return {"room": room, "db": db, "echo": data}
-
-    async def on_disconnect(self, close_code: int) -> None:
-        write(f"on_disconnect {close_code}")
+        host_room.write(f"{name} joined {room}")
 
 
 @get("/health")

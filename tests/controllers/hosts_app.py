@@ -3,12 +3,11 @@
 Served by uvicorn in a subprocess: `hosts_app:starlette_app`, `:fastapi_app`,
 `:lilya_app`, `:ravyn_app` (a route of its own) and `:ravyn_include_app`
 (an `Include` of a child app). Each runs `tether.lifespan` as its lifespan;
-`Room` appends its lifecycle to the file named by `TETHER_HOSTS_LOG`.
+`host_room.Room` appends its lifecycle to the file named by `TETHER_HOSTS_LOG`.
 """
 
-import os
-
 from fastapi import FastAPI
+from host_room import Room
 from lilya.apps import Lilya
 from lilya.routing import WebSocketPath
 from ravyn import Include, Ravyn
@@ -16,32 +15,6 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
 import tether
-from tether import Provide, Query, WebSocketController
-
-
-def write(line: str) -> None:
-    with open(os.environ["TETHER_HOSTS_LOG"], "a") as log:
-        log.write(line + "\n")
-
-
-def pool():
-    write("pool up")
-    yield "pool"
-    write("pool down")
-
-
-class Room(WebSocketController):
-    encoding = "json"
-
-    async def on_connect(self, room: str, name: str = Query("anon")) -> None:
-        write(f"{name} joined {room}")
-
-    async def on_receive(self, data: dict, room: str, db: str = Provide(pool, scope="app")) -> dict:
-        return {"room": room, "db": db, "echo": data}
-
-    async def on_disconnect(self, close_code: int) -> None:
-        write(f"on_disconnect {close_code}")
-
 
 starlette_app = Starlette(routes=[WebSocketRoute("/ws/{room}", Room)], lifespan=tether.lifespan)
 

@@ -9,7 +9,6 @@ shutdown.
 """
 
 import json
-import signal
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,32 +21,12 @@ skip_without_esmerald(module=True)
 
 from asgi_server import AsgiServer  # noqa: E402
 from esmerald import ChildEsmerald, Esmerald, Include  # noqa: E402
+from host_scenarios import HERE, Chat, path_params_arrive, served_through_the_lifespan  # noqa: E402
 from lilya.routing import WebSocketPath  # noqa: E402
 from websockets.asyncio.client import connect as ws_connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
-
-from tether import Query, WebSocket, WebSocketController  # noqa: E402
-from tether.testing import connect  # noqa: E402
+from websockets.exceptions import InvalidStatus  # noqa: E402
 
 pytestmark = pytest.mark.anyio
-HERE = Path(__file__).parent
-
-
-class Chat(WebSocketController):
-    encoding = "json"
-
-    async def on_connect(self, websocket: WebSocket, room: str, name: str = Query("anon")) -> None:
-        await websocket.accept()
-        await websocket.send_json({"joined": room, "as": name})
-
-    async def on_receive(self, data: dict, room: str) -> dict:
-        return {"room": room, "echo": data}
-
-    async def on_disconnect(self, close_code: int) -> None:
-        disconnects.append(close_code)
-
-
-disconnects: list[int] = []
 
 
 def esmerald_app() -> Any:
@@ -63,13 +42,7 @@ def esmerald_include_app() -> Any:
 
 @pytest.mark.parametrize("make_app", [esmerald_app, esmerald_include_app])
 async def test_path_params_arrive_through_esmerald_routing(make_app: Any) -> None:
-    disconnects.clear()
-    async with connect(make_app(), "/ws/lobby?name=ada") as ws:
-        assert await ws.receive_json() == {"joined": "lobby", "as": "ada"}
-        await ws.send_json({"text": "hi"})
-        assert await ws.receive_json() == {"room": "lobby", "echo": {"text": "hi"}}
-        await ws.close(1001)
-    assert disconnects == [1001]
+    await path_params_arrive(make_app())
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the websockets client is asyncio-only
@@ -77,31 +50,7 @@ async def test_path_params_arrive_through_esmerald_routing(make_app: Any) -> Non
 async def test_esmerald_serves_the_controller_under_uvicorn_through_its_lifespan(
     tmp_path: Path, path: str
 ) -> None:
-    log = tmp_path / "hosts.log"
-    server = AsgiServer(
-        "esmerald_app:app", app_dir=HERE, env={"TETHER_HOSTS_LOG": str(log)}, capture=True
-    )
-    try:
-        with anyio.fail_after(15):
-            async with ws_connect(server.url(f"{path}?name=ada")) as ws:
-                await ws.send(json.dumps({"text": "hi"}))
-                reply = json.loads(await ws.recv())
-                server.process.send_signal(signal.SIGTERM)  # Esmerald's lifespan ends
-                with pytest.raises(ConnectionClosed) as closed:
-                    await ws.recv()
-            while server.process.poll() is None:
-                await anyio.sleep(0.05)
-    finally:
-        output = server.stop()
-    assert reply == {"room": "lobby", "db": "pool", "echo": {"text": "hi"}}
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 1001
-    assert log.read_text().splitlines() == [
-        "pool up",  # resolved as the client connects, before on_connect
-        "ada joined lobby",
-        "on_disconnect 1001",
-        "pool down",
-    ], output
+    await served_through_the_lifespan(tmp_path, "esmerald_app:app", path)
 
 
 def _get(url: str) -> tuple[int, Any]:

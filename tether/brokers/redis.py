@@ -761,10 +761,14 @@ class RedisBroker(Broker):
                 epoch, top, stored = await self._read(group, config, stream.epoch, stream.offset)
             self._apply(group, stream, epoch, top, stored)
 
+    def _key(self, group: str) -> bytes:
+        """What stands for `group` in the names of its history keys; RedisClusterBroker tags it."""
+        return group.encode()
+
     async def _read(
         self, group: str, config: GroupHistory, expected: str | None, after: int, count: int = 0
     ) -> tuple[str, int, list[tuple[int, bytes]]]:
-        key = group.encode()
+        key = self._key(group)
         reply = await self._read_script(
             keys=[self._prefix + b"epoch:" + key, self._prefix + b"history:" + key],
             args=[new_epoch(), round(config.ttl * 1e3), expected or "", after, count],
@@ -873,7 +877,7 @@ class RedisBroker(Broker):
 
     async def _run_publish(self, item: tuple[str, GroupHistory, bytes]) -> None:
         group, config, value = item
-        key = group.encode()
+        key = self._key(group)
         await self._publish_kept_script(
             keys=[self._prefix + b"epoch:" + key, self._prefix + b"history:" + key],
             args=[self._prefix + key, new_epoch(), config.size, round(config.ttl * 1e3), value],

@@ -14,11 +14,10 @@ from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, ResponseError
 
 from tether.brokers.base import Member
-from tether.brokers.history import GroupHistory, new_epoch
 from tether.brokers.redis import _HEADER_SIZE, _MAGIC, _REDIS_DOWN, RedisBroker
 from tether.brokers.redis_cluster_presence import ClusterPresence
 from tether.brokers.shard_names import group_of_tagged, tagged_name
-from tether.brokers.streams import READ_SCRIPT, SHARDED_PUBLISH_SCRIPT, read_reply
+from tether.brokers.streams import READ_SCRIPT, SHARDED_PUBLISH_SCRIPT
 from tether.di.compiler import ConfigurationError
 from tether.frames import encode_frame
 
@@ -109,12 +108,15 @@ class RedisClusterBroker(RedisBroker):
         self._confirmed: dict[bytes, asyncio.Event] = {}  # channel -> set once subscribed
         self._refresh: asyncio.Event | None = None  # set: reload the slot map
         self._task_group: TaskGroup | None = None
-        self._sharded: list[tuple[int, bytes]] = []  # (slot, SPUBLISH) for the next round trip
+        self._slots: list[int] = []  # the slot of each SPUBLISH in `_batch`, in order
 
     # -- names ---------------------------------------------------------------
 
     def _channel(self, group: str) -> bytes:
         return self._prefix + tagged_name(group)
+
+    def _key(self, group: str) -> bytes:
+        return tagged_name(group)  # the history keys hash to the group's slot too
 
     def _group_channel(self, channel: bytes) -> bytes:
         """The channel name `RedisBroker`'s delivery code expects: prefix + group."""
@@ -156,26 +158,6 @@ class RedisClusterBroker(RedisBroker):
             await self._publish_sharded(slot, command)
         else:
             await self._on_home_loop(self._publish_sharded(slot, command))
-
-    # -- history: the same scripts, with the group's keys in its slot ----------
-
-    async def _run_publish(self, item: tuple[str, GroupHistory, bytes]) -> None:
-        group, config, value = item
-        tagged = tagged_name(group)
-        await self._publish_kept_script(
-            keys=[self._prefix + b"epoch:" + tagged, self._prefix + b"history:" + tagged],
-            args=[self._prefix + tagged, new_epoch(), config.size, round(config.ttl * 1e3), value],
-        )
-
-    async def _read(
-        self, group: str, config: GroupHistory, expected: str | None, after: int, count: int = 0
-    ) -> tuple[str, int, list[tuple[int, bytes]]]:
-        tagged = tagged_name(group)
-        reply = await self._read_script(
-            keys=[self._prefix + b"epoch:" + tagged, self._prefix + b"history:" + tagged],
-            args=[new_epoch(), round(config.ttl * 1e3), expected or "", after, count],
-        )
-        return read_reply(reply)
 
     # -- start and stop ---------------------------------------------------------
 
@@ -520,13 +502,9 @@ class RedisClusterBroker(RedisBroker):
 
     async def _publish_sharded(self, slot: int, command: bytes) -> None:
         """Queue one packed SPUBLISH for the writer; return once its node acknowledged it."""
-        self._sharded.append((slot, command))
-        sent = self._batch_sent
-        if sent is None:
-            sent = self._batch_sent = asyncio.Event()
-            assert self._writer_wake is not None
-            self._writer_wake.set()
-        await sent.wait()
+        # `_slots` runs parallel to `_batch`: both grow here, with no await between.
+        self._slots.append(slot)
+        await self._publish_remote(command)
 
     async def _write_forever(self) -> None:
         """Send pending SPUBLISHes: per batch, one write to each node, then read their replies."""
@@ -537,12 +515,12 @@ class RedisClusterBroker(RedisBroker):
             while True:
                 await wake.wait()
                 wake.clear()
-                batch, sent = self._sharded, self._batch_sent
-                self._sharded, self._batch_sent = [], None
+                batch, slots, sent = self._batch, self._slots, self._batch_sent
+                self._batch, self._slots, self._batch_sent = [], [], None
                 if sent is None:
                     continue
                 try:
-                    moved = await self._write_batch(conns, batch)
+                    moved = await self._write_batch(conns, list(zip(slots, batch, strict=True)))
                     if moved:  # once more, after reloading the slot map
                         assert self._cluster is not None
                         with anyio.fail_after(self.timeout):

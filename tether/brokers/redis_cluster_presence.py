@@ -200,6 +200,14 @@ class ClusterPresence(RedisPresence):
     presence to keep.
     """
 
+    _broker_name = "RedisClusterBroker"
+    _sources = {
+        "track": TRACK_SCRIPT,
+        "untrack": UNTRACK_SCRIPT,
+        "tick": TICK_SCRIPT,
+        "read": READ_SCRIPT,
+    }
+
     def __init__(self, prefix: bytes, origin: bytes, heartbeat: float, timeout: float) -> None:
         super().__init__(prefix, origin, heartbeat, timeout)
         self.prefix = prefix
@@ -215,15 +223,8 @@ class ClusterPresence(RedisPresence):
 
     def bind(self, client: Any) -> None:
         """Use `client` (a `RedisCluster`) for presence; beat again if there are entries."""
-        self.client = self.cluster = client
-        self._scripts = {
-            "track": client.register_script(TRACK_SCRIPT),
-            "untrack": client.register_script(UNTRACK_SCRIPT),
-            "tick": client.register_script(TICK_SCRIPT),
-            "read": client.register_script(READ_SCRIPT),
-        }
-        if self.entries:
-            self.ensure_running()
+        self.cluster = client
+        super().bind(client)
 
     def ensure_running(self) -> None:
         """Wake the heartbeat loop (it runs in the broker's task group)."""
@@ -432,24 +433,6 @@ class ClusterPresence(RedisPresence):
             with anyio.CancelScope() as scope:
                 self._beating = scope
                 await self._wanted.wait()
-                await self._beat()
+                await self._beat_forever()
         finally:
             done.set()
-
-    async def _beat(self) -> None:
-        failing = False
-        while True:
-            try:
-                with anyio.fail_after(self.timeout):
-                    await self.tick()
-            except (*REDIS_DOWN, TimeoutError) as exc:
-                if not failing:
-                    logger.warning("RedisClusterBroker presence heartbeat failed: %s", exc)
-                failing = True
-            except Exception:
-                # Anything else is a bug, but it must not take the broker's links down with it.
-                logger.exception("RedisClusterBroker presence heartbeat failed")
-                failing = True
-            else:
-                failing = False
-            await anyio.sleep(self.heartbeat / 2)

@@ -229,6 +229,13 @@ class RedisPresence:
     use and owned by the broker, which cancels and awaits it in `stop()`.
     """
 
+    _broker_name = "RedisBroker"  # in the heartbeat's log lines
+    _sources: dict[str, str] = {
+        "track": TRACK_SCRIPT,
+        "untrack": UNTRACK_SCRIPT,
+        "tick": TICK_SCRIPT,
+    }
+
     def __init__(self, prefix: bytes, origin: bytes, heartbeat: float, timeout: float) -> None:
         if not heartbeat > 0:
             raise ValueError(
@@ -255,11 +262,7 @@ class RedisPresence:
     def bind(self, client: Redis) -> None:
         """Use `client` for presence; restart the heartbeat if this process has entries."""
         self.client = client
-        self._scripts = {
-            "track": client.register_script(TRACK_SCRIPT),
-            "untrack": client.register_script(UNTRACK_SCRIPT),
-            "tick": client.register_script(TICK_SCRIPT),
-        }
+        self._scripts = {name: client.register_script(text) for name, text in self._sources.items()}
         if self.entries:
             self.ensure_running()
 
@@ -426,6 +429,7 @@ class RedisPresence:
         return int(swept)
 
     async def _beat_forever(self) -> None:
+        """Tick every half heartbeat until cancelled; a run of failures is logged once."""
         failing = False
         while True:
             try:
@@ -433,11 +437,11 @@ class RedisPresence:
                     await self.tick()
             except (*REDIS_DOWN, TimeoutError) as exc:
                 if not failing:
-                    logger.warning("RedisBroker presence heartbeat failed: %s", exc)
+                    logger.warning("%s presence heartbeat failed: %s", self._broker_name, exc)
                 failing = True
             except Exception:
                 # Anything else is a bug; the next beat tries again rather than none ever does.
-                logger.exception("RedisBroker presence heartbeat failed")
+                logger.exception("%s presence heartbeat failed", self._broker_name)
                 failing = True
             else:
                 failing = False
