@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from tether._running_loop import running_asyncio_loop
 from tether.brokers.base import Broker, Member
+from tether.brokers.cancelling import cancel_and_wait
 from tether.brokers.groups import GroupTable
 from tether.brokers.history import GroupHistory, HistoryPolicy, new_epoch
 from tether.brokers.positions import (
@@ -515,11 +516,7 @@ class RedisBroker(Broker):
         self._reset_connection_state()
         if unsent is not None:
             unsent.set()  # never raises: those publishes reach local members only
-        tasks = [t for t in (task, writer, health) if t is not None]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await cancel_and_wait(t for t in (task, writer, health) if t is not None)
         if conn is not None:
             await conn.disconnect()
         if publisher is not None:

@@ -14,6 +14,7 @@ from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, ResponseError
 
 from tether.brokers.base import Member
+from tether.brokers.cancelling import cancel_and_wait
 from tether.brokers.redis import _HEADER_SIZE, _MAGIC, _REDIS_DOWN, RedisBroker
 from tether.brokers.redis_cluster_presence import ClusterPresence
 from tether.brokers.shard_names import group_of_tagged, tagged_name
@@ -198,8 +199,7 @@ class RedisClusterBroker(RedisBroker):
         if unsent is not None:
             unsent.set()  # never raises: those publishes reach local members only
         if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+            await cancel_and_wait([task])
         if cluster is not None:
             await cluster.aclose()
 

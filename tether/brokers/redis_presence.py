@@ -44,6 +44,7 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tether.brokers.cancelling import cancel_and_wait
 from tether.brokers.groups import GroupTable
 from tether.brokers.presence import decode_entries, diff_frame, split_entry
 
@@ -280,8 +281,7 @@ class RedisPresence:
         """
         task, self.task = self.task, None
         if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+            await cancel_and_wait([task])
         if self.client is None or not (self.entries or self.leaving):
             return
         try:
